@@ -1,0 +1,434 @@
+"""Stacked Elman RNN with hand-written forward, backpropagation through time, and R-op.
+
+Shapes: T steps, B batch, n_in inputs, H_i hidden units in layer i (i = 1..d), n_out outputs.
+Arrays are time-major: ``x : (T, B, n_in)``.
+
+Forward (``path-sgd-relu-rnn.md`` Table 1, with the optional bias node of its footnote 2)::
+
+    h_t^0 = x_t,   h_0^i = state^i (zeros unless given)
+    h_t^i = act(W_in^i h_t^{i-1} + W_rec^i h_{t-1}^i + b^i)        i = 1..d, t = 1..T
+    y_t   = W_out h_t^d + b_out
+
+Weights are stored (out, in): ``W_in^i : (H_i, H_{i-1})``, ``W_rec^i : (H_i, H_i)``,
+``W_out : (n_out, H_d)``; ``W[j, k]`` is the edge from unit k to unit j.
+
+``outputs`` says which steps emit ``y``: ``"every"`` (y : (T, B, n_out)), ``"last"``
+(y : (B, n_out), only y_T), or ``"masked"`` (y at every step, scored where a (T, B) mask is 1;
+the mask belongs to the loss, the model computes all steps).
+
+Performance: the input projections of all steps are one GEMM; the loop does one GEMM and two
+in-place elementwise calls per step (forward) and one GEMM and one or two elementwise calls per
+step (backward); weight gradients are one GEMM each over all T*B rows.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from .. import backend, validate
+from ..errors import ConfigError
+from . import init as inits
+
+ACTIVATIONS = ("relu", "tanh", "identity")
+OUTPUT_MODES = ("every", "last", "masked")
+
+
+@dataclasses.dataclass(frozen=True)
+class ElmanSpec:
+    """The structure of a stacked Elman RNN, readable without running it.
+
+    Attributes
+    ----------
+    n_in : int
+        Input size.
+    hidden : tuple of int
+        Widths H_1..H_d of the d hidden layers.
+    n_out : int
+        Output size.
+    activation : {"relu", "tanh", "identity"}
+    bias : bool
+        Whether hidden layers and the output have biases (the paper's bias node).
+    outputs : {"every", "last", "masked"}
+        Which steps emit an output.
+    """
+
+    n_in: int
+    hidden: tuple
+    n_out: int
+    activation: str = "relu"
+    bias: bool = True
+    outputs: str = "last"
+
+    def __post_init__(self):
+        validate.positive_int("n_in", self.n_in)
+        validate.positive_int("n_out", self.n_out)
+        hidden = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
+        if not hidden:
+            raise ConfigError("hidden must list at least one layer width; got ()")
+        for width in hidden:
+            validate.positive_int("hidden", width)
+        object.__setattr__(self, "hidden", hidden)
+        validate.choice("activation", self.activation, ACTIVATIONS)
+        validate.choice("outputs", self.outputs, OUTPUT_MODES)
+        if not isinstance(self.bias, bool):
+            raise ConfigError(f"bias must be True or False; got {self.bias!r}")
+
+    @property
+    def layers(self) -> int:
+        """The number d of hidden layers."""
+        return len(self.hidden)
+
+    def param_shapes(self) -> dict:
+        """Parameter names and shapes, in the model's fixed order."""
+        shapes, fan_in = {}, self.n_in
+        for i, width in enumerate(self.hidden, start=1):
+            shapes[f"layer{i}.W_in"] = (width, fan_in)
+            shapes[f"layer{i}.W_rec"] = (width, width)
+            if self.bias:
+                shapes[f"layer{i}.b"] = (width,)
+            fan_in = width
+        shapes["out.W"] = (self.n_out, fan_in)
+        if self.bias:
+            shapes["out.b"] = (self.n_out,)
+        return shapes
+
+    def to_dict(self) -> dict:
+        """A JSON-friendly description (checkpoints store it)."""
+        return dataclasses.asdict(self) | {"hidden": list(self.hidden)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ElmanCache:
+    """What the forward pass keeps for BPTT and the R-op.
+
+    Attributes
+    ----------
+    x : (T, B, n_in)
+        The input sequence.
+    h : list of d arrays (T + 1, B, H_i)
+        Hidden states per layer; ``h[i][0]`` is the initial state, ``h[i][t]`` is h_t.
+    """
+
+    x: object
+    h: list
+
+    @property
+    def final_state(self) -> list:
+        """The last hidden state of every layer, ``[(B, H_1), ..., (B, H_d)]``: pass it as the
+        next chunk's ``state`` for truncated BPTT."""
+        return [hi[-1].copy() for hi in self.h]
+
+
+class ElmanRNN:
+    """A stacked Elman RNN. Holds its structure (``spec``) and its parameters (``params``).
+
+    The compute methods take ``params`` explicitly, so checkers and optimizers can evaluate the
+    model at any parameter point; per-call state lives in the returned cache, never on the model.
+
+    Build one with :meth:`create` (random initialisation) or :meth:`from_arrays` (given weights).
+    """
+
+    def __init__(self, spec: ElmanSpec, params: dict):
+        self.spec = spec
+        shapes = spec.param_shapes()
+        if list(params) != list(shapes):
+            raise ConfigError(f"params must have the keys {list(shapes)} in that order; "
+                              f"got {list(params)}")
+        dtypes = {params[k].dtype for k in shapes}
+        if len(dtypes) != 1:
+            raise ConfigError(f"params must share one dtype; got {sorted(map(str, dtypes))}")
+        for name, shape in shapes.items():
+            validate.float_array(name, params[name], shape=shape)
+        self.params = params
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def create(cls, n_in: int, hidden, n_out: int, *, activation: str = "relu",
+               bias: bool = True, outputs: str = "last", init: str = "identity",
+               gain: float = 1.0, scale: float = 0.01, seed: int = 0, dtype=None):
+        """A model with freshly initialised weights (see :mod:`rnnlab.models.init`).
+
+        Parameters
+        ----------
+        init : {"identity", "orthogonal", "np-rnn", "uniform", "glorot"}
+            Scheme for the recurrent matrices.
+        gain : float
+            Multiplies every recurrent matrix.
+        scale : float
+            Half-width a of U(-a, a) for ``init="uniform"``.
+        seed : int
+            Seed of the host generator that draws the weights.
+        dtype : float32 or float64, default the training dtype.
+        """
+        spec = ElmanSpec(n_in, hidden, n_out, activation, bias, outputs)
+        validate.choice("init", init, inits.INITS)
+        validate.positive_float("gain", gain, allow_zero=True)
+        validate.positive_float("scale", scale)
+        dtype = backend.resolve_dtype(dtype)
+        rng = backend.host_rng(seed)
+        host = {}
+        for name, shape in spec.param_shapes().items():
+            if name.endswith(".b"):
+                w = backend.numpy.zeros(shape)
+            elif name.endswith(".W_rec"):
+                w = inits.recurrent_matrix(init, rng, shape[0], gain, scale)
+            else:
+                w = inits.feedforward_matrix(init, rng, shape[0], shape[1], scale)
+            host[name] = w
+        return cls(spec, {k: backend.to_device(v, dtype=dtype) for k, v in host.items()})
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, *, activation: str = "relu", outputs: str = "last",
+                    dtype=None):
+        """A model whose weights are the given arrays (host or device), widths read from shapes.
+
+        ``arrays`` maps the parameter names of :meth:`ElmanSpec.param_shapes` (``"layer1.W_in"``,
+        ``"layer1.W_rec"``, optionally ``"layer1.b"``, ..., ``"out.W"``, optionally ``"out.b"``)
+        to arrays; biases must be given for all layers or for none.
+        """
+        layers = 0
+        while f"layer{layers + 1}.W_in" in arrays:
+            layers += 1
+        if layers == 0 or "out.W" not in arrays:
+            raise ConfigError("arrays must hold at least 'layer1.W_in', 'layer1.W_rec' and "
+                              f"'out.W'; got {sorted(arrays)}")
+        hidden = [arrays[f"layer{i}.W_in"].shape[0] for i in range(1, layers + 1)]
+        n_in = arrays["layer1.W_in"].shape[1]
+        n_out = arrays["out.W"].shape[0]
+        spec = ElmanSpec(n_in, tuple(hidden), n_out, activation, "out.b" in arrays, outputs)
+        expected = spec.param_shapes()
+        unknown = set(arrays) - set(expected)
+        if unknown:
+            raise ConfigError(f"unknown parameter names {sorted(unknown)}; "
+                              f"expected {list(expected)}")
+        missing = [k for k in expected if k not in arrays]
+        if missing:
+            raise ConfigError(f"missing parameters {missing} (biases go on all layers or none)")
+        dtype = backend.resolve_dtype(dtype)
+        params = {k: backend.to_device(backend.to_host(arrays[k]), dtype=dtype) for k in expected}
+        return cls(spec, params)
+
+    def __repr__(self):
+        s = self.spec
+        return (f"ElmanRNN(n_in={s.n_in}, hidden={list(s.hidden)}, n_out={s.n_out}, "
+                f"activation={s.activation!r}, bias={s.bias}, outputs={s.outputs!r})")
+
+    # ------------------------------------------------------------------ helpers
+    def _check_input(self, params, x, state):
+        s = self.spec
+        dtype = params["out.W"].dtype
+        validate.float_array("x", x, shape=(None, None, s.n_in), dtype=dtype)
+        if x.shape[0] < 1 or x.shape[1] < 1:
+            raise ConfigError(f"x must have T >= 1 steps and B >= 1 sequences; got shape "
+                              f"{tuple(x.shape)}")
+        if state is not None:
+            if len(state) != s.layers:
+                raise ConfigError(f"state must hold one array per layer ({s.layers}); "
+                                  f"got {len(state)}")
+            for i, (st, width) in enumerate(zip(state, s.hidden), start=1):
+                validate.float_array(f"state[{i - 1}]", st, shape=(x.shape[1], width),
+                                     dtype=dtype)
+
+    def _activate(self, z):
+        """Apply the activation to ``z`` in place."""
+        xp = backend.get_xp()
+        if self.spec.activation == "relu":
+            xp.maximum(z, 0, out=z)
+        elif self.spec.activation == "tanh":
+            xp.tanh(z, out=z)
+
+    def _derivative(self, h):
+        """act'(pre-activation) from the outputs ``h`` of the activation (same shape), or None
+        for the identity."""
+        xp = backend.get_xp()
+        if self.spec.activation == "relu":
+            return xp.sign(h)  # h >= 0, so sign(h) is relu' as a float mask (0 at the kink)
+        if self.spec.activation == "tanh":
+            return 1 - h * h
+        return None
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, params: dict, x, state=None):
+        """Run the network over a sequence.
+
+        Parameters
+        ----------
+        params : dict
+            Parameters with the keys of ``spec.param_shapes()``.
+        x : (T, B, n_in)
+        state : list of (B, H_i), optional
+            Initial hidden state per layer (zeros if omitted), e.g. a previous chunk's
+            ``cache.final_state`` in truncated BPTT.
+
+        Returns
+        -------
+        y : (T, B, n_out) for outputs "every"/"masked", (B, n_out) for "last"
+        cache : ElmanCache
+        """
+        xp = backend.get_xp()
+        self._check_input(params, x, state)
+        s = self.spec
+        T, B, _ = x.shape
+        below, hs = x, []
+        for i, width in enumerate(s.hidden, start=1):
+            h = xp.empty((T + 1, B, width), dtype=x.dtype)
+            h[0] = 0 if state is None else state[i - 1]
+            projected = xp.empty((T, B, width), dtype=x.dtype)
+            self._input_projection(params, i, below, out=projected)
+            w_rec_t = xp.ascontiguousarray(params[f"layer{i}.W_rec"].T)
+            for t in range(T):
+                xp.matmul(h[t], w_rec_t, out=h[t + 1])
+                h[t + 1] += projected[t]
+                self._activate(h[t + 1])
+            hs.append(h)
+            below = h[1:]
+        top = hs[-1]
+        if s.outputs == "last":
+            y = top[T] @ params["out.W"].T
+        else:
+            y = (top[1:].reshape(T * B, -1) @ params["out.W"].T).reshape(T, B, s.n_out)
+        if s.bias:
+            y += params["out.b"]
+        return y, ElmanCache(x=x, h=hs)
+
+    def _input_projection(self, params, i, below, out):
+        """out[t] = W_in^i below[t] + b^i for all t: one GEMM over T*B rows (a broadcast multiply
+        when the input has width 1, which is cheaper than a K=1 GEMM)."""
+        xp = backend.get_xp()
+        w_in = params[f"layer{i}.W_in"]
+        T, B, fan_in = below.shape
+        if fan_in == 1:
+            xp.multiply(below, w_in[:, 0], out=out)
+        else:
+            xp.matmul(below.reshape(T * B, fan_in), w_in.T, out=out.reshape(T * B, -1))
+        if self.spec.bias:
+            out += params[f"layer{i}.b"]
+
+    # ------------------------------------------------------------------ backward
+    def backward(self, params: dict, dy, cache: ElmanCache, d_final_state=None):
+        """Backpropagation through time.
+
+        Parameters
+        ----------
+        params : dict
+            The parameters the forward pass used.
+        dy : same shape as the forward's y
+            dLoss/dy.
+        cache : ElmanCache
+            From :meth:`forward`.
+        d_final_state : list of (B, H_i), optional
+            dLoss/d(final hidden state) per layer, for losses that continue past this chunk.
+
+        Returns
+        -------
+        grads : dict
+            dLoss/dparams with the keys of ``params``.
+        d_state : list of (B, H_i)
+            dLoss/d(initial state) per layer.
+        """
+        xp = backend.get_xp()
+        s = self.spec
+        x, hs = cache.x, cache.h
+        T, B, _ = x.shape
+        expected = (B, s.n_out) if s.outputs == "last" else (T, B, s.n_out)
+        if tuple(dy.shape) != expected:
+            raise ConfigError(f"dy must have shape {expected}; got {tuple(dy.shape)}")
+        grads = {}
+        top = hs[-1]
+        w_out = params["out.W"]
+        # Gradient arriving at the top layer: at every step, or only at the last one.
+        if s.outputs == "last":
+            grads["out.W"] = dy.T @ top[T]
+            d_from_above, d_last = None, dy @ w_out
+        else:
+            dy2 = dy.reshape(T * B, s.n_out)
+            grads["out.W"] = dy2.T @ top[1:].reshape(T * B, -1)
+            d_from_above, d_last = (dy2 @ w_out).reshape(T, B, -1), None
+        if s.bias:
+            grads["out.b"] = dy.reshape(-1, s.n_out).sum(axis=0)
+
+        d_state = [None] * s.layers
+        for i in range(s.layers, 0, -1):
+            h = hs[i - 1]
+            width = s.hidden[i - 1]
+            below = x if i == 1 else hs[i - 2][1:]
+            w_rec = params[f"layer{i}.W_rec"]
+            deriv = self._derivative(h[1:])
+            g = xp.zeros((B, width), dtype=x.dtype)
+            if d_final_state is not None:
+                g += d_final_state[i - 1]
+            if d_last is not None:
+                g += d_last
+            d_pre = xp.empty((T, B, width), dtype=x.dtype)  # dLoss/d(pre-activation) per step
+            for t in range(T - 1, -1, -1):
+                if d_from_above is not None:
+                    g += d_from_above[t]
+                if deriv is None:
+                    d_pre[t] = g
+                else:
+                    xp.multiply(g, deriv[t], out=d_pre[t])
+                xp.matmul(d_pre[t], w_rec, out=g)
+            d_state[i - 1] = g
+            d_pre2 = d_pre.reshape(T * B, width)
+            fan_in = below.shape[2]
+            grads[f"layer{i}.W_rec"] = d_pre2.T @ h[:-1].reshape(T * B, width)
+            grads[f"layer{i}.W_in"] = d_pre2.T @ below.reshape(T * B, fan_in)
+            if s.bias:
+                grads[f"layer{i}.b"] = d_pre2.sum(axis=0)
+            if i > 1:
+                d_from_above = (d_pre2 @ params[f"layer{i}.W_in"]).reshape(T, B, fan_in)
+            d_last = None
+        return {k: grads[k] for k in params}, d_state
+
+    # ------------------------------------------------------------------ R-op
+    def rop(self, params: dict, v: dict, cache: ElmanCache):
+        """Forward-mode directional derivative (Pearlmutter's R-op) at ``params`` along ``v``.
+
+        Parameters
+        ----------
+        v : dict
+            A direction with the keys and shapes of ``params``.
+        cache : ElmanCache
+            From ``forward(params, x)``; the initial state is treated as a constant.
+
+        Returns
+        -------
+        r_y : same shape as y
+            The derivative of the outputs along ``v``: J v.
+        r_h : list of d arrays (T + 1, B, H_i)
+            The derivatives of the hidden states (``r_h[i][0]`` is zero): what a Gauss-Newton
+            product through time needs.
+        """
+        xp = backend.get_xp()
+        s = self.spec
+        x, hs = cache.x, cache.h
+        T, B, _ = x.shape
+        r_below, r_hs = None, []
+        for i, width in enumerate(s.hidden, start=1):
+            h = hs[i - 1]
+            below = x if i == 1 else hs[i - 2][1:]
+            deriv = self._derivative(h[1:])
+            # R(pre-activation) from the weight directions, for all steps at once ...
+            r_pre = (below.reshape(T * B, -1) @ v[f"layer{i}.W_in"].T).reshape(T, B, width)
+            r_pre += (h[:-1].reshape(T * B, width) @ v[f"layer{i}.W_rec"].T).reshape(T, B, width)
+            if s.bias:
+                r_pre += v[f"layer{i}.b"]
+            if r_below is not None:
+                r_pre += (r_below.reshape(T * B, -1) @ params[f"layer{i}.W_in"].T).reshape(
+                    T, B, width)
+            # ... then the recurrence through R(h_{t-1}).
+            r_h = xp.zeros((T + 1, B, width), dtype=x.dtype)
+            w_rec_t = params[f"layer{i}.W_rec"].T
+            for t in range(T):
+                r = r_pre[t] + r_h[t] @ w_rec_t
+                r_h[t + 1] = r if deriv is None else r * deriv[t]
+            r_hs.append(r_h)
+            r_below = r_h[1:]
+        top, r_top = hs[-1], r_hs[-1]
+        if s.outputs == "last":
+            r_y = top[T] @ v["out.W"].T + r_top[T] @ params["out.W"].T
+        else:
+            r_y = ((top[1:].reshape(T * B, -1) @ v["out.W"].T
+                    + r_top[1:].reshape(T * B, -1) @ params["out.W"].T).reshape(T, B, s.n_out))
+        if s.bias:
+            r_y += v["out.b"]
+        return r_y, r_hs

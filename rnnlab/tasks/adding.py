@@ -1,0 +1,57 @@
+"""The adding problem (Hochreiter & Schmidhuber 1997) in the form of Le et al. 2015.
+
+Each sequence has T steps and two input channels: channel 0 holds values U[0, 1], channel 1 is a
+marker that is 1 at exactly two steps, one drawn uniformly from [0, T/2) and one from [T/2, T),
+and 0 elsewhere. The target, read at the last step, is the sum of the two marked values; the
+loss is the squared error at the last step (``../shared/notes/tasks.md`` section 1.1, the
+[uRNN]/Le et al. version used by ``path-sgd-relu-rnn.md`` Table 2).
+
+Predicting the constant 1 (the mean of the sum) gives MSE = Var(U1 + U2) = 2/12 = 1/6 ~ 0.167,
+the chance level that learning curves are read against.
+"""
+from __future__ import annotations
+
+from .. import backend, validate
+from ..losses import mse
+from .base import Task
+
+
+class AddingProblem(Task):
+    """Adding problem of length ``T`` (T >= 2).
+
+    ``batch(rng, B)`` returns ``x : (T, B, 2)``, ``targets : (B, 1)`` and ``mask = None``.
+    """
+
+    name = "adding"
+    loss = "mse"
+    n_in = 2
+    n_out = 1
+    outputs = "last"
+
+    def __init__(self, T: int, dtype=None):
+        self.T = validate.positive_int("T", T, minimum=2)
+        self.dtype = backend.resolve_dtype(dtype)
+
+    def __repr__(self):
+        return f"AddingProblem(T={self.T})"
+
+    def batch(self, rng, batch_size: int):
+        xp = backend.get_xp()
+        B = validate.positive_int("batch_size", batch_size)
+        T, half = self.T, self.T // 2
+        values = rng.random((T, B), dtype=self.dtype)
+        first = rng.integers(0, half, size=B)
+        second = rng.integers(half, T, size=B)
+        columns = xp.arange(B)
+        markers = xp.zeros((T, B), dtype=self.dtype)
+        markers[first, columns] = 1
+        markers[second, columns] = 1
+        x = xp.stack([values, markers], axis=-1)
+        targets = (values[first, columns] + values[second, columns])[:, None]
+        return x, targets, None
+
+    def metric(self, outputs, targets, mask=None) -> dict:
+        return {"mse": mse(outputs, targets, mask)[0]}
+
+    def baseline(self) -> dict:
+        return {"mse": 1.0 / 6.0}
