@@ -197,3 +197,12 @@ def rng(seed: int):
 def host_rng(seed: int) -> numpy.random.Generator:
     """A seeded NumPy generator (parameter initialisation draws here on every backend)."""
     return numpy.random.default_rng(int(seed))
+
+
+def quiet_float_errors():
+    """A context manager that silences NumPy's overflow/invalid warnings (CuPy never warns).
+
+    The trainer uses it around an update because it detects non-finite losses and gradient
+    norms itself and stops with a clear message.
+    """
+    return numpy.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")

@@ -49,7 +49,7 @@ def mse(outputs, targets, mask=None):
         sum(mask * (outputs - targets)**2) / (number of scored positions * K)
     d_outputs : (..., K)
     """
-    validate.float_array("outputs", outputs)
+    validate.float_array("outputs", outputs, finite=False)
     validate.float_array("targets", targets, shape=tuple(outputs.shape))
     mask, count = _mask_and_count("mse", outputs, mask)
     diff = outputs - targets.astype(outputs.dtype, copy=False)
@@ -100,7 +100,7 @@ def softmax_cross_entropy(logits, targets, mask=None):
         (softmax(logits) - one_hot(targets)) * mask / count
     """
     xp = backend.get_xp()
-    validate.float_array("logits", logits)
+    validate.float_array("logits", logits, finite=False)
     _check_targets(logits, targets)
     mask, count = _mask_and_count("softmax_cross_entropy", logits, mask)
     logp = log_softmax(logits)

@@ -39,11 +39,12 @@ def choice(name: str, value, choices) -> str:
     return value
 
 
-def float_array(name: str, a, shape=None, dtype=None):
-    """Check that ``a`` is a finite floating array of the active backend with the given shape.
+def float_array(name: str, a, shape=None, dtype=None, finite: bool = True):
+    """Check that ``a`` is a floating array of the active backend with the given shape.
 
-    ``shape`` is a tuple whose ``None`` entries match any size; ``dtype``, if given, must match.
-    Returns ``a`` unchanged.
+    ``shape`` is a tuple whose ``None`` entries match any size; ``dtype``, if given, must match;
+    ``finite`` also rejects NaN and inf (data and parameters; a model's outputs are allowed to
+    be non-finite so that training can detect divergence itself). Returns ``a`` unchanged.
     """
     xp = backend.get_xp()
     if not isinstance(a, xp.ndarray):
@@ -58,6 +59,6 @@ def float_array(name: str, a, shape=None, dtype=None):
         if not ok:
             want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
             raise ConfigError(f"{name} must have shape {want}; got {tuple(a.shape)}")
-    if not bool(xp.isfinite(a).all()):
+    if finite and not bool(xp.isfinite(a).all()):
         raise ConfigError(f"{name} contains NaN or inf values")
     return a

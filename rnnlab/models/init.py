@@ -1,8 +1,11 @@
 """Weight initialisations for stacked Elman RNNs.
 
 Every scheme names how the recurrent matrices ``W_rec`` are drawn; input and output matrices are
-Glorot-uniform, except under ``"uniform"`` where every weight is U(-scale, scale). Biases start
-at zero. ``gain`` multiplies every recurrent matrix (the "recurrent gain").
+Glorot-uniform, except under ``"identity"`` and ``"uniform"`` where they are U(-scale, scale)
+(``path-sgd-relu-rnn.md`` Section 5.2 initialises its IRNN baseline's other weights from
+U[-0.01, 0.01]; with Glorot-sized input weights an identity recurrence sums inputs over T steps
+and starts with huge states). Biases start at zero. ``gain`` multiplies every recurrent matrix
+(the "recurrent gain").
 
 Draws happen on the host with NumPy's generator, in float64, then are cast and moved to the
 active backend, so a seed gives the same initial weights on NumPy and CuPy.
@@ -60,6 +63,6 @@ def recurrent_matrix(init: str, rng: np.random.Generator, n: int, gain: float, s
 def feedforward_matrix(init: str, rng: np.random.Generator, fan_out: int, fan_in: int,
                        scale: float) -> np.ndarray:
     """A float64 (fan_out, fan_in) input or output matrix for scheme ``init``."""
-    if init == "uniform":
+    if init in ("identity", "uniform"):
         return rng.uniform(-scale, scale, size=(fan_out, fan_in))
     return glorot_uniform(rng, fan_out, fan_in)

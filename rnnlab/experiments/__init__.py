@@ -1,0 +1,1 @@
+"""Ready-made experiments built from the engine's parts."""

@@ -1,0 +1,104 @@
+"""The command line: one-line errors with exit code 2, training, resume, demo."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rnnlab import backend
+from rnnlab.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--T", "6", "--hidden", "4", "--batch", "4", "--steps", "6", "--eval-every", "3",
+        "--eval-size", "8"]
+
+
+def run_main(capsys, argv):
+    """main(argv) -> (exit code, stdout, stderr), whether it returns or exits."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("argv,names", [
+    (["train", "--lr", "0"], ["--lr", "> 0"]),
+    (["train", "--lr", "-0.1"], ["--lr", "> 0"]),
+    (["train", "--lr", "abc"], ["--lr", "number"]),
+    (["train", "--T", "0"], ["--T", ">= 1"]),
+    (["train", "--hidden", "0"], ["--hidden", ">= 1"]),
+    (["train", "--task", "copying"], ["--task", "adding"]),
+    (["train", "--model", "lstm"], ["--model", "elman"]),
+    (["train", "--optimizer", "rmsprop"], ["--optimizer", "sgd", "adam"]),
+    (["train", "--init", "zeros"], ["--init", "identity", "orthogonal"]),
+    (["train", "--activation", "sigmoid"], ["--activation", "relu", "tanh"]),
+    (["train", "--backend", "jax"], ["--backend", "numpy", "cupy"]),
+    (["train", "--T", "1"], ["T must be an integer >= 2"]),
+    (["train", "--momentum", "1.5"], ["momentum must be in [0, 1)"]),
+    (["bogus"], ["invalid choice", "train"]),
+])
+def test_bad_arguments_print_one_line_and_exit_2(capsys, tmp_path, argv, names):
+    code, out, err = run_main(capsys, argv + ["--out", str(tmp_path)] if argv[0] == "train"
+                              else argv)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    for name in names:
+        assert name in err, (name, err)
+
+
+def test_cupy_without_gpu_is_one_line_naming_what_to_install(capsys, tmp_path):
+    if backend.cupy_unavailable_reason() is None:
+        pytest.skip("cupy is usable here; this checks the error when it is not")
+    code, _, err = run_main(capsys, ["train", "--backend", "cupy", "--out", str(tmp_path)]
+                            + TINY)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "pip install rnnlab[gpu]" in err or "CUDA" in err
+
+
+def test_train_then_resume(capsys, tmp_path):
+    out = str(tmp_path / "run")
+    code, stdout, _ = run_main(capsys, ["train", "--out", out, "--no-progress"] + TINY)
+    assert code == 0
+    assert "held-out mse" in stdout and out in stdout
+    assert os.path.exists(os.path.join(out, "learning_curve.png"))
+    more = [a if a != "6" or TINY[i - 1] != "--steps" else "9" for i, a in enumerate(TINY)]
+    code, stdout, _ = run_main(capsys, ["train", "--out", out, "--resume", "--no-progress"]
+                               + more)
+    assert code == 0 and "after 9 steps" in stdout
+
+
+def test_resume_without_checkpoint_is_one_line(capsys, tmp_path):
+    code, _, err = run_main(capsys, ["train", "--out", str(tmp_path / "none"), "--resume"]
+                            + TINY)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "no checkpoint at" in err
+
+
+def test_diverging_run_exits_1_with_reason(capsys, tmp_path):
+    code, _, err = run_main(capsys, ["train", "--out", str(tmp_path), "--lr", "10", "--clip",
+                                     "0", "--T", "30", "--hidden", "6", "--batch", "4",
+                                     "--steps", "200", "--eval-every", "4", "--eval-size", "8"])
+    assert code == 1
+    assert "training diverged at step" in err and "last good checkpoint" in err
+
+
+def test_module_entry_point_reports_errors_without_traceback():
+    proc = subprocess.run([sys.executable, "-m", "rnnlab", "train", "--lr", "0"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "--lr" in proc.stderr
+
+
+def test_demo_writes_table_and_figure(capsys, tmp_path):
+    code, stdout, _ = run_main(capsys, ["demo", "--out", str(tmp_path), "--steps", "20",
+                                        "--no-progress"])
+    assert code == 0
+    assert "irnn-relu" in stdout and "tanh-orthogonal" in stdout
+    assert "trivial baseline" in stdout
+    assert os.path.getsize(tmp_path / "demo" / "adding_irnn_vs_tanh.png") > 0
+    for label in ("irnn-relu", "tanh-orthogonal"):
+        assert os.path.exists(tmp_path / "demo" / label / "metrics.jsonl")
