@@ -6,13 +6,18 @@ differences, element by element::
     numeric_k = (L(p + eps e_k) - L(p - eps e_k)) / (2 eps)
     error_k   = |analytic_k - numeric_k| / max(|analytic_k|, |numeric_k|, floor * scale)
 
-where ``scale`` is the largest |analytic| over all parameters. The floor keeps elements that are
-tiny compared with the rest of the gradient from being judged by round-off alone.
+where ``scale`` is the largest |analytic| or |numeric| gradient element over all parameters
+(the numeric values keep a backward that returns too-small gradients from shrinking the scale).
+The floor keeps elements that are tiny compared with the rest of the gradient from being judged
+by round-off alone.
 
 ReLU kinks: if a perturbation moves a pre-activation across 0, the central difference is not the
-derivative. Such elements are detected by the second difference L(p+) - 2 L(p) + L(p-), which is
-O(eps^2) for a smooth function but O(eps) across a kink; they are counted and reported, not
-judged. A wrong gradient does not make the loss kinked, so this cannot hide a bug.
+derivative. Such elements are detected by the second difference d2 = L(p+) - 2 L(p) + L(p-),
+which is O(eps^2) for a smooth function but O(eps) across a kink: an element whose d2 is large
+(> kink_tol * eps * scale) is re-measured with steps of eps/2, and counted as a kink only if
+its second difference does not shrink 4-fold as a smooth function's must (strong curvature near
+a stationary point is therefore still judged). Kinks are counted and reported, not judged. A
+wrong gradient does not make the loss kinked, so this cannot hide a bug.
 
 ``check_directional`` does the same along random directions, for models too large to check
 element by element.
@@ -93,32 +98,50 @@ def check_gradients(loss_fn, params: dict, grads: dict, eps: float = 1e-5,
     eps : float
         Perturbation size (1e-5 balances truncation, ~eps^2, against round-off, ~1e-16/eps).
     floor : float
-        Denominator floor, relative to the largest |analytic| gradient element.
+        Denominator floor, relative to the largest |analytic| or |numeric| gradient element.
     kink_tol : float
-        An element is a kink if |L+ - 2 L0 + L-| > kink_tol * eps * scale.
+        An element is a kink candidate if |L+ - 2 L0 + L-| > kink_tol * eps * scale, and a kink
+        if that second difference also fails to shrink 4-fold at step eps/2.
     names : iterable of str, optional
         Only check these parameters.
     """
     _require_float64(params, grads)
     host_grads = {k: backend.to_host(g) for k, g in grads.items()}
-    scale = max((float(np.abs(g).max()) for g in host_grads.values() if g.size), default=0.0)
-    scale = scale if scale > 0 else 1.0
     f0 = loss_fn(params)
-    errors, checked, kinks = {}, {}, {}
-    for name in (params if names is None else names):
-        base = params[name]
-        host = backend.to_host(base).astype(np.float64)
-        worst, n_checked, n_kinks = 0.0, 0, 0
+    names = list(params if names is None else names)
+
+    def loss_at(name, host, index, step):
+        moved = host.copy()
+        moved[index] += step
+        return loss_fn(_with(params, name, backend.to_device(moved)))
+
+    # pass 1: central differences of every element
+    hosts, plus, minus = {}, {}, {}
+    for name in names:
+        host = hosts[name] = backend.to_host(params[name]).astype(np.float64)
+        plus[name], minus[name] = np.empty(host.shape), np.empty(host.shape)
         for index in np.ndindex(host.shape):
-            values = []
-            for sign in (+1, -1):
-                moved = host.copy()
-                moved[index] += sign * eps
-                values.append(loss_fn(_with(params, name, backend.to_device(moved))))
-            f_plus, f_minus = values
-            if abs(f_plus - 2 * f0 + f_minus) > kink_tol * eps * scale:
-                n_kinks += 1
-                continue
+            plus[name][index] = loss_at(name, host, index, eps)
+            minus[name][index] = loss_at(name, host, index, -eps)
+    scale = max((float(np.abs(g).max()) for g in host_grads.values() if g.size), default=0.0)
+    for name in names:
+        if plus[name].size:
+            scale = max(scale, float(np.abs(plus[name] - minus[name]).max()) / (2 * eps))
+    scale = scale if scale > 0 else 1.0
+
+    # pass 2: kinks and errors
+    errors, checked, kinks = {}, {}, {}
+    for name in names:
+        worst, n_checked, n_kinks = 0.0, 0, 0
+        for index in np.ndindex(hosts[name].shape):
+            f_plus, f_minus = plus[name][index], minus[name][index]
+            d2 = f_plus - 2 * f0 + f_minus
+            if abs(d2) > kink_tol * eps * scale:
+                d2_half = (loss_at(name, hosts[name], index, eps / 2) - 2 * f0
+                           + loss_at(name, hosts[name], index, -eps / 2))
+                if abs(4 * d2_half - d2) > 0.2 * abs(d2):  # smooth: d2_half = d2 / 4
+                    n_kinks += 1
+                    continue
             numeric = (f_plus - f_minus) / (2 * eps)
             worst = max(worst, _relative(float(host_grads[name][index]), numeric, floor * scale))
             n_checked += 1

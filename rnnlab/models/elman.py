@@ -179,7 +179,8 @@ class ElmanRNN:
     @classmethod
     def from_arrays(cls, arrays: dict, *, activation: str = "relu", outputs: str = "last",
                     dtype=None):
-        """A model whose weights are the given arrays (host or device), widths read from shapes.
+        """A model whose weights are copies of the given arrays (host or device), widths read
+        from shapes.
 
         ``arrays`` maps the parameter names of :meth:`ElmanSpec.param_shapes` (``"layer1.W_in"``,
         ``"layer1.W_rec"``, optionally ``"layer1.b"``, ..., ``"out.W"``, optionally ``"out.b"``)
@@ -204,7 +205,9 @@ class ElmanRNN:
         if missing:
             raise ConfigError(f"missing parameters {missing} (biases go on all layers or none)")
         dtype = backend.resolve_dtype(dtype)
-        params = {k: backend.to_device(backend.to_host(arrays[k]), dtype=dtype) for k in expected}
+        # copies, so that training the model never changes the caller's arrays
+        params = {k: backend.to_device(backend.to_host(arrays[k]), dtype=dtype).copy()
+                  for k in expected}
         return cls(spec, params)
 
     def __repr__(self):
@@ -228,22 +231,17 @@ class ElmanRNN:
                 validate.float_array(f"state[{i - 1}]", st, shape=(x.shape[1], width),
                                      dtype=dtype)
 
-    def _activate(self, z):
-        """Apply the activation to ``z`` in place."""
-        xp = backend.get_xp()
-        if self.spec.activation == "relu":
-            xp.maximum(z, 0, out=z)
-        elif self.spec.activation == "tanh":
-            xp.tanh(z, out=z)
-
     def _derivative(self, h):
-        """act'(pre-activation) from the outputs ``h`` of the activation (same shape), or None
-        for the identity."""
+        """act'(pre-activation) from the outputs ``h`` of the activation (same shape), as a new
+        array the caller may overwrite, or None for the identity."""
         xp = backend.get_xp()
         if self.spec.activation == "relu":
-            return xp.sign(h)  # h >= 0, so sign(h) is relu' as a float mask (0 at the kink)
+            # relu' as a float mask (0 at the kink): h > 0 written straight into a float array,
+            # one pass (faster than sign(h) or a bool mask cast afterwards)
+            return xp.greater(h, 0, out=xp.empty_like(h))
         if self.spec.activation == "tanh":
-            return 1 - h * h
+            d = xp.multiply(h, h)
+            return xp.subtract(1, d, out=d)
         return None
 
     # ------------------------------------------------------------------ forward
@@ -272,13 +270,10 @@ class ElmanRNN:
         for i, width in enumerate(s.hidden, start=1):
             h = xp.empty((T + 1, B, width), dtype=x.dtype)
             h[0] = 0 if state is None else state[i - 1]
-            projected = xp.empty((T, B, width), dtype=x.dtype)
-            self._input_projection(params, i, below, out=projected)
-            w_rec_t = xp.ascontiguousarray(params[f"layer{i}.W_rec"].T)
-            for t in range(T):
-                xp.matmul(h[t], w_rec_t, out=h[t + 1])
-                h[t + 1] += projected[t]
-                self._activate(h[t + 1])
+            # h[t + 1] first holds the input projection W_in h_t^{i-1} + b; the loop adds the
+            # recurrent term and applies the activation in place.
+            self._input_projection(params, i, below, out=h[1:])
+            self._recur_forward(h, xp.ascontiguousarray(params[f"layer{i}.W_rec"].T))
             hs.append(h)
             below = h[1:]
         top = hs[-1]
@@ -289,6 +284,36 @@ class ElmanRNN:
         if s.bias:
             y += params["out.b"]
         return y, ElmanCache(x=x, h=hs)
+
+    def _recur_forward(self, h, w_rec_t):
+        """h[t + 1] = act(h[t] @ w_rec_t + h[t + 1]) for t = 0..T-1, in place.
+
+        The hot loop: one GEMM into a small reused buffer and two in-place elementwise calls per
+        step, on views split off once (indexing ``h[t]`` in the loop costs more than the
+        elementwise call on H = 100), with the ufuncs bound to locals and a zero array (not a
+        Python scalar, which NumPy converts on every call) for ReLU.
+        """
+        xp = backend.get_xp()
+        steps = list(h)  # views h[0], ..., h[T]
+        rec = xp.empty_like(steps[0])  # the recurrent term of one step; stays in cache
+        matmul, add = xp.matmul, xp.add
+        activation = self.spec.activation
+        if activation == "relu":
+            maximum, zero = xp.maximum, xp.zeros((), dtype=h.dtype)
+            for h_prev, h_next in zip(steps[:-1], steps[1:]):
+                matmul(h_prev, w_rec_t, out=rec)
+                add(h_next, rec, out=h_next)
+                maximum(h_next, zero, out=h_next)
+        elif activation == "tanh":
+            tanh = xp.tanh
+            for h_prev, h_next in zip(steps[:-1], steps[1:]):
+                matmul(h_prev, w_rec_t, out=rec)
+                add(h_next, rec, out=h_next)
+                tanh(h_next, out=h_next)
+        else:
+            for h_prev, h_next in zip(steps[:-1], steps[1:]):
+                matmul(h_prev, w_rec_t, out=rec)
+                add(h_next, rec, out=h_next)
 
     def _input_projection(self, params, i, below, out):
         """out[t] = W_in^i below[t] + b^i for all t: one GEMM over T*B rows (a broadcast multiply
@@ -352,32 +377,61 @@ class ElmanRNN:
             width = s.hidden[i - 1]
             below = x if i == 1 else hs[i - 2][1:]
             w_rec = params[f"layer{i}.W_rec"]
-            deriv = self._derivative(h[1:])
             g = xp.zeros((B, width), dtype=x.dtype)
             if d_final_state is not None:
                 g += d_final_state[i - 1]
             if d_last is not None:
                 g += d_last
-            d_pre = xp.empty((T, B, width), dtype=x.dtype)  # dLoss/d(pre-activation) per step
-            for t in range(T - 1, -1, -1):
-                if d_from_above is not None:
-                    g += d_from_above[t]
-                if deriv is None:
-                    d_pre[t] = g
-                else:
-                    xp.multiply(g, deriv[t], out=d_pre[t])
-                xp.matmul(d_pre[t], w_rec, out=g)
+            # dLoss/d(pre-activation) per step, (T, B, H_i); it first holds act'(pre-activation)
+            # (ReLU, tanh), which the loop multiplies by dLoss/dh_t in place.
+            d_pre = self._derivative(h[1:])
+            scaled = d_pre is not None
+            if not scaled:
+                d_pre = xp.empty((T, B, width), dtype=x.dtype)
+            self._recur_backward(d_pre, g, w_rec, d_from_above, scaled)
             d_state[i - 1] = g
             d_pre2 = d_pre.reshape(T * B, width)
             fan_in = below.shape[2]
             grads[f"layer{i}.W_rec"] = d_pre2.T @ h[:-1].reshape(T * B, width)
             grads[f"layer{i}.W_in"] = d_pre2.T @ below.reshape(T * B, fan_in)
             if s.bias:
-                grads[f"layer{i}.b"] = d_pre2.sum(axis=0)
+                # a GEMV with ones sums over the T*B rows faster than d_pre2.sum(axis=0)
+                grads[f"layer{i}.b"] = xp.ones(T * B, dtype=x.dtype) @ d_pre2
             if i > 1:
                 d_from_above = (d_pre2 @ params[f"layer{i}.W_in"]).reshape(T, B, fan_in)
             d_last = None
         return {k: grads[k] for k in params}, d_state
+
+    def _recur_backward(self, d_pre, g, w_rec, d_from_above, scaled):
+        """BPTT through one layer's recursion, in place, for t = T-1..0::
+
+            g += d_from_above[t]                          (if given: a loss at every step)
+            d_pre[t] = g * d_pre[t]   (scaled)  or  g     (identity activation)
+            g = d_pre[t] @ w_rec                          (dLoss/dh_{t-1}, left in ``g``)
+
+        Two or three calls per step on views split off once, ufuncs bound to locals (see
+        :meth:`_recur_forward`).
+        """
+        xp = backend.get_xp()
+        matmul, multiply, add = xp.matmul, xp.multiply, xp.add
+        steps = list(d_pre)[::-1]  # views d_pre[T-1], ..., d_pre[0]
+        if d_from_above is None:
+            if scaled:
+                for d in steps:
+                    multiply(g, d, out=d)
+                    matmul(d, w_rec, out=g)
+            else:
+                for d in steps:
+                    xp.copyto(d, g)
+                    matmul(d, w_rec, out=g)
+        else:
+            for d, above in zip(steps, list(d_from_above)[::-1]):
+                add(g, above, out=g)
+                if scaled:
+                    multiply(g, d, out=d)
+                else:
+                    xp.copyto(d, g)
+                matmul(d, w_rec, out=g)
 
     # ------------------------------------------------------------------ R-op
     def rop(self, params: dict, v: dict, cache: ElmanCache):

@@ -62,12 +62,14 @@ class Optimizer:
 
     def state_dict(self) -> dict:
         """Slots as host arrays plus the step count, for checkpoints."""
+        # copies: on NumPy to_host/to_device return the same array, and a saved state must not
+        # change when the optimizer steps on (nor be shared by two optimizers that load it)
         return {"steps": self.steps,
-                "slots": {s: {k: backend.to_host(a) for k, a in d.items()}
+                "slots": {s: {k: backend.to_host(a).copy() for k, a in d.items()}
                           for s, d in self.slots.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` returned."""
         self.steps = int(state["steps"])
-        self.slots = {s: {k: backend.to_device(a) for k, a in d.items()}
+        self.slots = {s: {k: backend.to_device(a).copy() for k, a in d.items()}
                       for s, d in state["slots"].items()}

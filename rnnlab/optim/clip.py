@@ -4,6 +4,8 @@ A function the trainer calls between the loss and the optimizer step; never part
 """
 from __future__ import annotations
 
+import math
+
 from .. import params as P
 
 
@@ -14,7 +16,9 @@ def clip_grad_norm(grads: dict, max_norm: float | None) -> float:
     checks). ``max_norm=None`` only measures.
     """
     norm = P.global_norm(grads)
-    if max_norm is not None and norm > max_norm:
+    # a non-finite norm is left for the trainer to report; scaling by max_norm / inf would turn
+    # the gradients into NaNs (and warn)
+    if max_norm is not None and math.isfinite(norm) and norm > max_norm:
         factor = max_norm / norm
         for g in grads.values():
             g *= factor
