@@ -108,12 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_int_at_least(0), default=0)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
 
-    p = sub.add_parser("verify", help="check the path-geometry theorems on random networks")
-    p.add_argument("--layers", type=_int_at_least(1), nargs="+", default=[1, 2])
-    p.add_argument("--widths", type=_int_at_least(1), nargs="+", default=[2, 3])
-    p.add_argument("--T", type=_int_at_least(1), default=3)
-    p.add_argument("--seed", type=_int_at_least(0), default=0)
-    p.add_argument("--instances", type=_int_at_least(1), default=5)
+    from .paths.verify import add_verify_arguments
+    add_verify_arguments(sub.add_parser(
+        "verify", help="check the papers' path-geometry claims on random small networks"))
     return parser
 
 
@@ -139,16 +136,8 @@ def _demo(args) -> int:
 
 
 def _verify(args) -> int:
-    try:
-        from .paths.verify import format_table, run_checks
-    except ImportError:
-        print("rnnlab: error: the path-geometry checks are not available in this build",
-              file=sys.stderr)
-        return 2
-    results = run_checks(layers=tuple(args.layers), widths=tuple(args.widths), T=args.T,
-                         seed=args.seed, instances=args.instances)
-    print(format_table(results))
-    return 0 if all(r.passed for r in results) else 1
+    from .paths.verify import main_verify
+    return main_verify(args)
 
 
 def main(argv=None) -> int:
