@@ -79,11 +79,6 @@ def _check_targets(logits, targets):
         raise ConfigError(f"targets must be class indices in [0, {k - 1}]")
 
 
-def _one_hot(targets, k, dtype):
-    xp = backend.get_xp()
-    return (targets[..., None] == xp.arange(k)).astype(dtype)
-
-
 def softmax_cross_entropy(logits, targets, mask=None):
     """Mean softmax cross-entropy (in nats) over scored positions.
 
@@ -103,14 +98,22 @@ def softmax_cross_entropy(logits, targets, mask=None):
     validate.float_array("logits", logits, finite=False)
     _check_targets(logits, targets)
     mask, count = _mask_and_count("softmax_cross_entropy", logits, mask)
-    logp = log_softmax(logits)
-    onehot = _one_hot(targets, logits.shape[-1], logits.dtype)
-    nll = -(logp * onehot).sum(axis=-1)
-    d = xp.exp(logp) - onehot
+    # One exp pass serves both results: with s = logits - rowmax and Z = sum(exp(s)),
+    # -log softmax[target] = log Z - s[target] and softmax = exp(s) / Z. The target entries are
+    # read and updated by integer indexing, not through a (..., K) one-hot array.
+    k = logits.shape[-1]
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    d = xp.exp(shifted)
+    total = d.sum(axis=-1, keepdims=True)
+    d /= total
+    rows, cols = xp.arange(targets.size), targets.reshape(-1)
+    nll = xp.log(total[..., 0]) - shifted.reshape(-1, k)[rows, cols].reshape(targets.shape)
+    d.reshape(-1, k)[rows, cols] -= 1  # d is contiguous, so the reshape is a view
     if mask is not None:
         nll = nll * mask
         d *= mask[..., None]
-    return float(nll.sum()) / count, d / count
+    d /= count
+    return float(nll.sum()) / count, d
 
 
 def error_rate(logits, targets, mask=None) -> float:

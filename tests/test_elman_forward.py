@@ -110,6 +110,16 @@ def _compare(xp, arch, T, B, seed, with_state):
             np.testing.assert_array_equal(backend.to_host(hi[0]), s)
 
 
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_forward_weights_first_gemm_path(xp, activation):
+    """Wide layers with a small batch run the recurrent GEMM as (H, H) @ (H, B) (see
+    elman._weights_first); the result must not depend on that choice."""
+    from rnnlab.models.elman import _weights_first
+    arch = _arch(2, (30, 26), 2, activation, True, "every")
+    assert _weights_first(1, 30) and _weights_first(1, 26)
+    _compare(xp, arch, T=4, B=1, seed=5, with_state=True)
+
+
 # ----------------------------------------------------------------------------- the grid
 @pytest.mark.parametrize("with_state", [False, True], ids=["zero-state", "given-state"])
 @pytest.mark.parametrize("hidden", [(4,), (3, 2), (2, 4, 3)], ids=["1layer", "2layers", "3layers"])

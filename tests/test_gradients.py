@@ -122,6 +122,16 @@ def test_param_gradients_property_exhaustive(problem, with_state, use_xent):
 
 
 # ----------------------------------------------------------------------------- state gradients
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_param_gradients_weights_first_gemm_path(activation):
+    """B = 1 with H >= 24 takes the weights-first recurrent GEMM in forward and backward
+    (elman._weights_first), which the small grid above never reaches."""
+    from rnnlab.models.elman import _weights_first
+    assert _weights_first(1, 25)
+    _check_params(_arch((25,), activation, True, "every"), T=3, B=1, seed=3, loss_name="mse",
+                  with_state=True)
+
+
 def _state_dict(state):
     return {f"state{i}": s for i, s in enumerate(state)}
 

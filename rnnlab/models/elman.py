@@ -18,7 +18,9 @@ the mask belongs to the loss, the model computes all steps).
 
 Performance: the input projections of all steps are one GEMM; the loop does one GEMM and two
 in-place elementwise calls per step (forward) and one GEMM and one or two elementwise calls per
-step (backward); weight gradients are one GEMM each over all T*B rows.
+step (backward); weight gradients are one GEMM each over all T*B rows. The per-step GEMM runs
+states-first, (B, H) @ (H, H), or weights-first, (H, H) @ (H, B), whichever the BLAS does faster
+for the shape (:func:`_weights_first`). Timings against PyTorch: ``benchmarks/README.md``.
 """
 from __future__ import annotations
 
@@ -30,6 +32,32 @@ from . import init as inits
 
 ACTIVATIONS = ("relu", "tanh", "identity")
 OUTPUT_MODES = ("every", "last", "masked")
+
+
+def _weights_first(batch: int, width: int) -> bool:
+    """Whether the per-step recurrent GEMM runs as (H, H) @ (H, B), weights first, rather than
+    (B, H) @ (H, H), states first. Same product, same cost in FLOPs; what differs is how the BLAS
+    blocks and threads it. Measured with OpenBLAS 0.3.31 (SkylakeX kernel), 1 and 2 threads:
+    weights first is 10-25% faster when H >= 24 B (B = 32 with H = 768 or 1024, B = 16 with
+    H = 1024) and 5-60% slower when H <= 16 B (H = 100 with B = 50 or 64; H = 512 with B = 32
+    or 128); at H = 8 B (B = 32, H = 256) the two tie.
+    """
+    return width >= 24 * batch
+
+
+def _transposed(w, block: int = 64):
+    """``w.T`` as a new C-contiguous array, copied ``block`` rows of ``w`` at a time.
+
+    A one-shot transposing copy (``ascontiguousarray(w.T)``) walks one of the two arrays with a
+    stride of a whole row, a new memory page per element once rows are 4 KiB long: 7 ms for a
+    1024 x 1024 float32 matrix on the benchmark machine, against 0.8 ms in blocks of 64 rows.
+    """
+    xp = backend.get_xp()
+    rows, cols = w.shape
+    out = xp.empty((cols, rows), dtype=w.dtype)
+    for r in range(0, rows, block):
+        out[:, r:r + block] = w[r:r + block].T
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,7 +301,7 @@ class ElmanRNN:
             # h[t + 1] first holds the input projection W_in h_t^{i-1} + b; the loop adds the
             # recurrent term and applies the activation in place.
             self._input_projection(params, i, below, out=h[1:])
-            self._recur_forward(h, xp.ascontiguousarray(params[f"layer{i}.W_rec"].T))
+            self._recur_forward(h, params[f"layer{i}.W_rec"])
             hs.append(h)
             below = h[1:]
         top = hs[-1]
@@ -285,46 +313,80 @@ class ElmanRNN:
             y += params["out.b"]
         return y, ElmanCache(x=x, h=hs)
 
-    def _recur_forward(self, h, w_rec_t):
-        """h[t + 1] = act(h[t] @ w_rec_t + h[t + 1]) for t = 0..T-1, in place.
+    def _recur_forward(self, h, w_rec):
+        """h[t + 1] = act(h[t] @ w_rec.T + h[t + 1]) for t = 0..T-1, in place.
 
         The hot loop: one GEMM into a small reused buffer and two in-place elementwise calls per
         step, on views split off once (indexing ``h[t]`` in the loop costs more than the
         elementwise call on H = 100), with the ufuncs bound to locals and a zero array (not a
-        Python scalar, which NumPy converts on every call) for ReLU.
+        Python scalar, which NumPy converts on every call) for ReLU. The GEMM's operand order
+        follows :func:`_weights_first`.
         """
         xp = backend.get_xp()
-        steps = list(h)  # views h[0], ..., h[T]
-        rec = xp.empty_like(steps[0])  # the recurrent term of one step; stays in cache
         matmul, add = xp.matmul, xp.add
+        steps = list(h)  # views h[0], ..., h[T]
+        batch, width = steps[0].shape
+        if _weights_first(batch, width):
+            rec_t = xp.empty((width, batch), dtype=h.dtype)
+            rec = rec_t.T
+
+            def recurrent(h_prev):  # rec^T = W_rec h_prev^T, (H, H) @ (H, B)
+                matmul(w_rec, h_prev.T, out=rec_t)
+        else:
+            w_rec_t = _transposed(w_rec)
+            rec = xp.empty((batch, width), dtype=h.dtype)
+
+            def recurrent(h_prev):  # rec = h_prev W_rec^T, (B, H) @ (H, H)
+                matmul(h_prev, w_rec_t, out=rec)
+
         activation = self.spec.activation
         if activation == "relu":
             maximum, zero = xp.maximum, xp.zeros((), dtype=h.dtype)
             for h_prev, h_next in zip(steps[:-1], steps[1:]):
-                matmul(h_prev, w_rec_t, out=rec)
+                recurrent(h_prev)
                 add(h_next, rec, out=h_next)
                 maximum(h_next, zero, out=h_next)
         elif activation == "tanh":
             tanh = xp.tanh
             for h_prev, h_next in zip(steps[:-1], steps[1:]):
-                matmul(h_prev, w_rec_t, out=rec)
+                recurrent(h_prev)
                 add(h_next, rec, out=h_next)
                 tanh(h_next, out=h_next)
         else:
             for h_prev, h_next in zip(steps[:-1], steps[1:]):
-                matmul(h_prev, w_rec_t, out=rec)
+                recurrent(h_prev)
                 add(h_next, rec, out=h_next)
 
     def _input_projection(self, params, i, below, out):
-        """out[t] = W_in^i below[t] + b^i for all t: one GEMM over T*B rows (a broadcast multiply
-        when the input has width 1, which is cheaper than a K=1 GEMM)."""
+        """out[t] = W_in^i below[t] + b^i for all t: one GEMM over T*B rows.
+
+        With a bias and an input narrower than the layer (but wider than 1), the bias rides in
+        the GEMM as a column of ones, [below, 1] @ [W_in^T; b], which saves a pass over the
+        (T, B, H_i) output: 1.3-2.5x faster for the adding problem's and the one-hot char-LM's
+        inputs (2 threads). A width-1 input uses a broadcast multiply, cheaper than a K=1 GEMM;
+        the K=2 GEMM with the bias column measured 3x faster than multiply + bias add for
+        sMNIST in isolation, but in the interleaved benchmark a third of its steps then took
+        ~50% longer, for a reason not pinned down (the step's first write to 20 MB of fresh
+        memory came from two BLAS threads instead of one), so it is not used.
+        """
         xp = backend.get_xp()
         w_in = params[f"layer{i}.W_in"]
         T, B, fan_in = below.shape
+        rows, width = T * B, out.shape[-1]
+        flat_out = out.reshape(rows, width)  # a view: out is contiguous (a slice of h)
+        if self.spec.bias and 1 < fan_in < width:
+            below_1 = xp.empty((rows, fan_in + 1), dtype=below.dtype)
+            below_1[:, :fan_in] = below.reshape(rows, fan_in)
+            below_1[:, fan_in] = 1
+            w_b = xp.empty((fan_in + 1, width), dtype=w_in.dtype)
+            w_b[:fan_in] = w_in.T
+            w_b[fan_in] = params[f"layer{i}.b"]
+            xp.matmul(below_1, w_b, out=flat_out)
+            return
         if fan_in == 1:
             xp.multiply(below, w_in[:, 0], out=out)
         else:
-            xp.matmul(below.reshape(T * B, fan_in), w_in.T, out=out.reshape(T * B, -1))
+            xp.matmul(below.reshape(rows, fan_in), w_in.T, out=flat_out)
         if self.spec.bias:
             out += params[f"layer{i}.b"]
 
@@ -410,28 +472,42 @@ class ElmanRNN:
             g = d_pre[t] @ w_rec                          (dLoss/dh_{t-1}, left in ``g``)
 
         Two or three calls per step on views split off once, ufuncs bound to locals (see
-        :meth:`_recur_forward`).
+        :meth:`_recur_forward`); the GEMM's operand order follows :func:`_weights_first`.
         """
         xp = backend.get_xp()
-        matmul, multiply, add = xp.matmul, xp.multiply, xp.add
+        matmul, multiply, add, copyto = xp.matmul, xp.multiply, xp.add, xp.copyto
         steps = list(d_pre)[::-1]  # views d_pre[T-1], ..., d_pre[0]
+        batch, width = g.shape
+        if _weights_first(batch, width):
+            w_rec_t = _transposed(w_rec)
+            g_t = xp.empty((width, batch), dtype=g.dtype)
+
+            def propagate(d):  # g^T = W_rec^T d^T, (H, H) @ (H, B)
+                matmul(w_rec_t, d.T, out=g_t)
+                # back to a contiguous g: elementwise calls on the transposed view g_t.T are
+                # 8-25x slower than this copy and a contiguous call (H = 1024, B = 32)
+                copyto(g, g_t.T)
+        else:
+            def propagate(d):  # (B, H) @ (H, H)
+                matmul(d, w_rec, out=g)
+
         if d_from_above is None:
             if scaled:
                 for d in steps:
                     multiply(g, d, out=d)
-                    matmul(d, w_rec, out=g)
+                    propagate(d)
             else:
                 for d in steps:
-                    xp.copyto(d, g)
-                    matmul(d, w_rec, out=g)
+                    copyto(d, g)
+                    propagate(d)
         else:
             for d, above in zip(steps, list(d_from_above)[::-1]):
                 add(g, above, out=g)
                 if scaled:
                     multiply(g, d, out=d)
                 else:
-                    xp.copyto(d, g)
-                matmul(d, w_rec, out=g)
+                    copyto(d, g)
+                propagate(d)
 
     # ------------------------------------------------------------------ R-op
     def rop(self, params: dict, v: dict, cache: ElmanCache):
