@@ -31,30 +31,16 @@
 # n_out outputs. Arrays are time-major: `x : (T, B, n_in)`.
 
 # %%
-import os
-import sys
-import time
-from pathlib import Path
+from _setup import FAST, OUT  # first: Agg off-screen, repo root on the path, fast mode
 
-import matplotlib
+import time
+
+import matplotlib.pyplot as plt
 import numpy as np
 
-if "ipykernel" not in sys.modules:  # a script draws off-screen; a notebook keeps its own backend
-    matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-try:
-    import rnnlab
-except ModuleNotFoundError:  # a source checkout without `pip install -e .`: use the repo root
-    _here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-    sys.path.insert(0, str(_here.parent))
-    import rnnlab
-
+import rnnlab
 from rnnlab import AddingProblem, ElmanRNN, backend, gradcheck, losses, objective
 
-FAST = os.environ.get("RNNLAB_FAST", "0").strip() not in ("", "0")
-OUT = Path(os.environ.get("RNNLAB_TUTORIAL_OUT", "runs/tutorials"))
-OUT.mkdir(parents=True, exist_ok=True)
 START = time.perf_counter()
 print(f"rnnlab {rnnlab.__version__}, backend {backend.backend_name()}, fast mode {FAST}")
 

@@ -32,31 +32,18 @@
 # `./runs/tutorials`).
 
 # %%
-import os
-import sys
+from _setup import FAST, OUT  # first: Agg off-screen, repo root on the path, fast mode
+
 import time
-from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
-if "ipykernel" not in sys.modules:  # a script draws off-screen; a notebook keeps its own backend
-    matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-try:
-    import rnnlab
-except ModuleNotFoundError:  # a source checkout without `pip install -e .`: use the repo root
-    _here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-    sys.path.insert(0, str(_here.parent))
-    import rnnlab
-
+import rnnlab
 from rnnlab import ElmanRNN, ElmanSpec
 from rnnlab.paths import UnrolledGraph, flat_params, norms, param_names_flat, rescale
 
-FAST = os.environ.get("RNNLAB_FAST", "0").strip() not in ("", "0")
-OUT = Path(os.environ.get("RNNLAB_TUTORIAL_OUT", "runs/tutorials"))
-OUT.mkdir(parents=True, exist_ok=True)
 START = time.perf_counter()
 np.set_printoptions(precision=4, suppress=True)
 print(f"rnnlab {rnnlab.__version__}, fast mode {FAST}")
