@@ -25,7 +25,10 @@
 # 3. the path regularizer gamma^2 three ways, and its curvature kappa used by Path-SGD —
 #    including a place where the paper's printed formula is off;
 # 4. a node-wise rescaling: the weights change, the function and every path value do not;
-# 5. why such a rescaling must use the same factor at every time step.
+# 5. why such a rescaling must use the same factor at every time step;
+# 6. how fast the number of paths grows with T;
+# 7. basis paths and the skeleton: a few path values from which all others follow, and what
+#    they (with a few signs) say about the function (`path-space-rnn-gsgd.md` Sections 3-4).
 #
 # Run it as a script (`python tutorials/02_paths.py`) or open it with jupytext.
 # `RNNLAB_FAST=1` shrinks the work; figures go to `RNNLAB_TUTORIAL_OUT` (default
@@ -34,7 +37,9 @@
 # %%
 from _setup import FAST, OUT  # first: Agg off-screen, repo root on the path, fast mode
 
+import collections
 import time
+from fractions import Fraction
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -42,7 +47,9 @@ import numpy as np
 
 import rnnlab
 from rnnlab import ElmanRNN, ElmanSpec
-from rnnlab.paths import UnrolledGraph, flat_params, norms, param_names_flat, rescale
+from rnnlab.paths import (BasisPaths, Skeleton, UnrolledGraph, algorithm1_masks, exact,
+                          flat_params, forward_exact, norms, param_names_flat, rescale,
+                          unflatten_params)
 
 START = time.perf_counter()
 np.set_printoptions(precision=4, suppress=True)
@@ -127,48 +134,59 @@ print("saved", OUT / "02_unrolled_graph.png")
 # ### The reduction graph (time removed)
 #
 # `path-space-rnn-gsgd.md` Section 3.2 collapses time: one node per unit, one edge per
-# parameter, and paths that cross at most one recurrent edge. It lives in
-# `rnnlab.paths.reduction`; the cell below draws it when that module is present.
+# parameter, and paths that cross at most one recurrent edge (Definition 3). rnnlab builds it
+# with `rnnlab.paths.reduction.ReductionGraph`; section 7 picks its basis paths.
 
 # %%
-try:
-    from rnnlab.paths.reduction import ReductionGraph
-except ImportError:  # the reduction module is optional here
-    ReductionGraph = None
+from rnnlab.paths.reduction import ReductionGraph
 
-if ReductionGraph is not None:
-    red = ReductionGraph(spec)
+
+def draw_reduction(red, ax, highlight=None, title=None):
+    """Draw a reduction graph; ``highlight`` maps edges (flat parameter indices) to colours."""
+    highlight = highlight or {}
     rpos = {}
     for node in red.nodes:
         height = {"input": 0.0, "bias": 0.0, "hidden": float(node.layer),
-                  "output": float(spec.layers + 1)}[node.kind]
-        rpos[node] = (node.unit + (1.2 if node.kind == "bias" else 0.0), height)
-    fig, ax = plt.subplots(figsize=(4.5, 4))
+                  "output": float(red.spec.layers + 1)}[node.kind]
+        width = sum(1 for n in red.nodes if n.kind == node.kind and n.layer == node.layer)
+        rpos[node] = ((node.unit - (width - 1) / 2) if node.kind != "bias"   # centred rows
+                      else (red.spec.n_in - 1) / 2 + 0.7, height)            # bias: right of x
     for e in red.edges:
         (x0, y0), (x1, y1) = rpos[e.src], rpos[e.dst]
         rec = e.kind == "rec"
-        if rec and e.src == e.dst:   # a self-loop W_rec[j, j]
-            ax.add_patch(matplotlib.patches.Circle((x0, y0 + 0.22), 0.16, fill=False,
-                                                   ls="--", color="tab:red"))
+        colour = highlight.get(e.param, "tab:red" if rec else "k")
+        lw, alpha = (2.8, 1.0) if e.param in highlight else (1.0, 0.35 if highlight else 1.0)
+        if rec and e.src == e.dst:   # a self-loop W_rec[j, j], drawn on the outer side
+            side = -1.0 if x0 < 0 or (x0 == 0 and e.src.unit == 0) else 1.0
+            ax.add_patch(matplotlib.patches.Circle((x0 + 0.28 * side, y0), 0.13, fill=False,
+                                                   ls="--", color=colour, lw=lw, alpha=alpha))
             continue
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                    arrowprops=dict(arrowstyle="->", shrinkA=9, shrinkB=9,
+                    arrowprops=dict(arrowstyle="->", shrinkA=11, shrinkB=11, lw=lw, alpha=alpha,
                                     connectionstyle="arc3,rad=0.35" if rec else "arc3",
-                                    color="tab:red" if rec else "k", ls="--" if rec else "-"))
+                                    color=colour, ls="--" if rec else "-"))
     for node, (x0, y0) in rpos.items():
-        ax.scatter(x0, y0, s=500, c="white", edgecolors="k", zorder=3)
+        ax.scatter(x0, y0, s=520, c="white", edgecolors="k", zorder=3)
         ax.annotate(str(node), (x0, y0), ha="center", va="center", fontsize=7, zorder=4)
+    xs = [p[0] for p in rpos.values()]
+    ax.set_xlim(min(xs) - 0.55, max(xs) + 0.55)
+    ax.set_ylim(-0.35, red.spec.layers + 1.35)
     ax.set_aspect("equal")
     ax.set_axis_off()
-    ax.set_title(f"reduction graph: {len(red.paths)} paths (<= 1 recurrent edge)")
-    fig.tight_layout()
-    fig.savefig(OUT / "02_reduction_graph.png", dpi=120)
-    plt.close(fig)
-    w = flat_params(spec, params)
-    for path in red.paths:
-        print(f"  {red.describe(path):40s} value {float(red.value(path, w)):+.4f}")
-else:
-    print("rnnlab.paths.reduction is not available; skipping the reduction graph")
+    ax.set_title(title or f"reduction graph: {len(red.paths)} paths (<= 1 recurrent edge)\n"
+                          "dashed: W_rec (circles: self-loops W_rec[j, j])", fontsize=8)
+
+
+red = ReductionGraph(spec)
+fig, ax = plt.subplots(figsize=(4.5, 4))
+draw_reduction(red, ax)
+fig.tight_layout()
+fig.savefig(OUT / "02_reduction_graph.png", dpi=120)
+plt.close(fig)
+w = flat_params(spec, params)
+for path in red.paths:
+    print(f"  {red.describe(path):40s} value {float(red.value(path, w)):+.4f}")
+assert len(red.paths) == red.count_paths() == 6 and red.n_params == len(names) == 8
 
 # %% [markdown]
 # ## 2. Paths, their values, and the output rebuilt from them
@@ -320,6 +338,229 @@ big = UnrolledGraph(ElmanSpec(1, (8,), 1, outputs="every"), 20).count_paths()
 print(f"H = 8, T = 20: {big:,} paths (a Python int; no overflow)")
 
 # %% [markdown]
+# ## 7. Basis paths and the skeleton
+#
+# The 14 path values of section 2 are not independent. x1 -> h0 -> h0 -> h0 -> y has value
+# W_in[0] W_rec[0,0]^2 W_out[0], which is (value of x -> h0 -> h0 -> y)^2 / (value of
+# x -> h0 -> y). **Basis paths** (`path-space-rnn-gsgd.md` Definition 2) are a smallest set of
+# paths from which every other path value follows by products and quotients, i.e. with
+# integer exponents. Section 4's **Skeleton Method** picks them in the reduction graph:
+#
+# 1. give every hidden unit one *skeleton in-edge* (from an input) and one *skeleton out-edge*
+#    (to an output). Algorithm 1 stores these as 0/1 masks M^i, M^o shaped like W_in, W_out;
+# 2. for every edge e = u -> v that is not a skeleton in-edge, the basis path runs along the
+#    skeleton to u, crosses e, then runs along the skeleton from v to an output.
+#
+# Theorem 3 says this gives basis paths, and that there are #weights - #hidden nodes of them.
+#
+# ### The skeleton (Algorithm 1)
+#
+# Algorithm 1 as printed sets `M^o[j][j % n_out] = 1` with j running over the hidden units. W_out
+# is (n_out, H) = (1, 2) here, so row j = 1 does not exist: the printed loop fails whenever
+# H > n_out, which includes the paper's own sMNIST model (H = 100, 10 classes). Swapping the
+# indices, `M^o[j % n_out][j] = 1`, gives what the text means: one 1 per column, i.e. one
+# skeleton out-edge per hidden unit. `Skeleton.cyclic` uses this corrected version.
+
+# %%
+skeleton = Skeleton.cyclic(spec)     # Algorithm 1 with the index fix, on every layer
+M_in, M_out = skeleton.in_masks[1], skeleton.out_masks[1]
+assert M_in.shape == params["layer1.W_in"].shape and M_out.shape == params["out.W"].shape
+print("M^i on layer1.W_in (one 1 per row):", M_in.tolist())
+print("M^o on out.W (one 1 per column):   ", M_out.tolist())
+shapes = (params["layer1.W_in"].shape, params["out.W"].shape)
+assert all(np.array_equal(a, b) for a, b in zip(algorithm1_masks(*shapes, reading="fixed"),
+                                                 (M_in, M_out)))
+try:
+    algorithm1_masks(*shapes, reading="printed")
+except IndexError as exc:
+    print(f"Algorithm 1 as printed, M^o[j][j % n_out]: IndexError ({exc})")
+else:
+    raise AssertionError("the printed Algorithm 1 should fail for H > n_out")
+
+# %% [markdown]
+# ### The basis paths
+#
+# `BasisPaths` builds one path for every edge that is not a skeleton in-edge and labels its
+# kind: **skeleton** (P_s: only skeleton edges, one per hidden unit), **non-skeleton** (P_ns:
+# one non-skeleton W_in / W_out edge), **bias** (P_ns through a bias edge) and **recurrent**
+# (P_b2: skeleton in-edge, one W_rec edge, skeleton out-edge). With one input and one output,
+# every W_in and W_out entry of this network is a skeleton edge, so only the skeleton and
+# recurrent kinds appear. The other two kinds show up with two inputs and biases (last line
+# below).
+#
+# Counting: the network has 8 weights and 2 hidden units, so Theorem 3 predicts 8 - 2 = 6 basis
+# paths. Each hidden unit removes one dimension because rescaling that unit (section 4) changes
+# the weights but no path value. We check the rest exactly with `rnnlab.paths.exact` (integers,
+# no tolerance): the 6 counting vectors have rank 6, adding all reduction paths does not raise
+# the rank, and every rescaling direction is orthogonal to every basis path.
+
+# %%
+basis = BasisPaths(spec, skeleton)
+bvals = basis.values(w)                       # w: the flat weights from section 1
+for r in range(len(basis)):
+    print(f"  Q{r}  {basis.kinds[r]:9s}  {red.describe(basis.paths[r]):32s} value "
+          f"{bvals[r]:+.4f}")
+assert len(basis) == red.n_params - red.n_hidden == 8 - 2
+Bmat = basis.matrix()                         # (6, 8) 0/1 counting vectors
+assert Bmat.shape == (len(basis), red.n_params)
+rank_basis = exact.rank(Bmat)
+rank_joint = exact.rank(np.vstack([Bmat, red.counting_matrix()]))
+print(f"{len(basis)} basis paths = {red.n_params} weights - {red.n_hidden} hidden nodes; "
+      f"exact rank {rank_basis}; with all {len(red.paths)} reduction paths {rank_joint}")
+assert rank_basis == rank_joint == len(basis)
+assert (Bmat @ red.conservation_matrix().T == 0).all()   # rescalings leave basis values alone
+wider = BasisPaths(ElmanSpec(2, (2,), 1, "relu", bias=True, outputs="last"))
+print("two inputs and biases:", wider, dict(collections.Counter(wider.kinds)))
+
+
+# %%
+def skeleton_colours(basis):
+    """Skeleton in-edges blue, skeleton out-edges orange."""
+    colours = {p: "tab:blue" for p in basis.tree}
+    colours.update({p: "tab:orange" for p in basis.free})
+    return colours
+
+
+fig, axes = plt.subplots(2, 4, figsize=(11, 6.2))
+draw_reduction(red, axes[0, 0], skeleton_colours(basis),
+               title="skeleton: in-edges (blue), out-edges (orange)")
+for r, ax in enumerate(axes.flat[1:1 + len(basis)]):
+    draw_reduction(red, ax, {p: "tab:purple" for p in basis.paths[r]},
+                   title=f"Q{r} ({basis.kinds[r]}, edge {red.edges[basis.edges[r]]})\n"
+                         f"value {bvals[r]:+.3f}")
+ax = axes.flat[-1]
+ax.set_axis_off()
+ax.text(0.0, 0.5, f"Algorithm 1 (fixed) masks\n\nM^i on W_in:\n{M_in}\n\nM^o on W_out:\n{M_out}"
+        f"\n\n{len(basis)} basis paths =\n{red.n_params} weights - {red.n_hidden} hidden nodes",
+        family="monospace", fontsize=9, va="center", transform=ax.transAxes)
+fig.tight_layout()
+fig.savefig(OUT / "02_skeleton.png", dpi=120)
+plt.close(fig)
+print("saved", OUT / "02_skeleton.png")
+
+# %% [markdown]
+# ### Theorems 1 and 3 at work: a long path from basis paths
+#
+# Take the unrolled path x[t=1] -> h0 -> h1 -> h0 -> y[t=3]. It crosses W_rec twice, so it is
+# not a reduction path. `BasisPaths.coefficients` writes its counting vector c (section 2) as an
+# **integer** combination c = sum_r k_r Q_r, and `BasisPaths.check` verifies that identity in
+# integer arithmetic. Because a path value is prod_i p_i^(c_i), the same integers give
+# v_p = prod_r v_Qr^(k_r). A negative k_r is a division. That is Theorem 1 (paths of any length
+# come from reduction paths) together with Theorem 3 (reduction paths come from the basis). The
+# value check runs in float64: each side takes about a dozen roundings, so we allow a relative
+# error of 1e-13.
+
+# %%
+RTOL_VALUE = 1e-13
+names_of = {r: graph.describe_path(row) for r, row in enumerate(paths.edges)}
+pick = next(r for r, d in names_of.items()
+            if d == "x[t=1,0] -> h1[t=1,0] -> h1[t=2,1] -> h1[t=3,0] -> y[t=3,0]")
+c = paths.counts[pick]
+k = basis.coefficients(c)
+print("path          :", names_of[pick])
+print("counting c    :", c.tolist())
+print("coefficients k:", {f"Q{r}": n for r, n in sorted(k.items())})
+assert basis.check(k, c) and all(isinstance(n, int) for n in k.values())
+assert (sum(n * Bmat[r] for r, n in k.items()) == c).all()
+
+
+def monomial(k):
+    return " ".join(f"Q{r}" if n == 1 else f"Q{r}^{n}" for r, n in sorted(k.items()))
+
+
+rec_edges = [e.param for e in red.edges if e.recurrent]
+twice = [r for r in range(len(paths)) if paths.counts[r][rec_edges].sum() == 2]
+assert len(twice) == 8                         # the 2^3 paths starting at t = 1
+for r in twice:
+    k = basis.coefficients(paths.counts[r])
+    assert basis.check(k, paths.counts[r])
+    product = float(np.prod([bvals[q] ** n for q, n in k.items()]))
+    print(f"  {names_of[r]:58s} {values[r]:+.4f} = {monomial(k):16s} = {product:+.4f}")
+    assert abs(product - values[r]) <= RTOL_VALUE * abs(values[r])
+
+# %% [markdown]
+# ### Theorem 2: basis values and signs fix the function
+#
+# Theorem 2 says: the basis-path values plus the *signs* of the selected W_out entries (the
+# skeleton out-weights) determine every ReLU's on/off state, and so the output. `BasisPaths`
+# makes this constructive. Every other weight is a product of integer powers of basis values and
+# skeleton out-weights (`BasisPaths.exponents`). `weights_from_values` evaluates those
+# products. We work in exact fractions, so rebuilding the weights returns them *exactly*.
+
+# %%
+wq = [Fraction(float(v)) for v in w]          # the float64 weights as exact rationals
+vq = basis.values(wq)                          # exact basis values
+free = {o: wq[o] for o in basis.free}          # skeleton out-weights: out.W[0,0], out.W[0,1]
+for p, (bexp, fexp) in sorted(basis.exponents.items()):
+    terms = [f"Q{r}^{n}" if n != 1 else f"Q{r}" for r, n in sorted(bexp.items())]
+    terms += [f"{names[o]}^{n}" if n != 1 else names[o] for o, n in sorted(fexp.items())]
+    print(f"  {names[p]:18s} = {' * '.join(terms)}")
+assert basis.check_exponents() and basis.weights_from_values(vq, free) == wq
+
+# %% [markdown]
+# Now choose different skeleton out-weights with the **same signs**: out.W[0,0] halved,
+# out.W[0,1] tripled. `weights_from_values` then gives a second, different weight vector with
+# the same basis values. It is the node rescaling of section 4 with alpha = (2, 1/3). On a random
+# batch, both networks switch the same ReLUs on and give the same outputs. The float64 forwards
+# agree up to rounding: 3 steps of dot products of length at most 3 on numbers of order 1, so we
+# allow 1e-12 relative to the largest output. The exact rational forward
+# (`rnnlab.paths.forward_exact`) gives identical outputs with no tolerance at all.
+
+# %%
+def as_params(wflat):
+    return unflatten_params(spec, np.array([float(v) for v in wflat]))
+
+
+def run_on(wflat, xb):
+    p = as_params(wflat)
+    yb, cache = ElmanRNN(spec, p).forward(p, xb)
+    return yb, cache.h[0][1:] > 0              # outputs (B, 1), ReLU pattern (T, B, H)
+
+
+free2 = {o: f * free[o] for o, f in zip(basis.free, (Fraction(1, 2), Fraction(3)))}
+w2 = basis.weights_from_values(vq, free2)
+assert basis.values(w2) == vq and w2 != wq
+for name in params:
+    print(f"{name:13s} first {params[name].ravel()}  second {as_params(w2)[name].ravel()}")
+via_rescale = rescale.rescale(spec, params, [np.array([2.0, 1 / 3])])
+assert all(np.allclose(via_rescale[n], as_params(w2)[n], rtol=1e-15) for n in params)
+
+xb = np.random.default_rng(1).standard_normal((T, 16 if FAST else 256, 1))
+y_a, pat_a = run_on(wq, xb)
+y_b, pat_b = run_on(w2, xb)
+assert y_a.shape == (xb.shape[1], 1) and pat_a.shape == (T, xb.shape[1], 2)
+err = float(np.max(np.abs(y_b - y_a))) / float(np.max(np.abs(y_a)))
+print(f"same ReLU pattern: {np.array_equal(pat_a, pat_b)}; relative output difference {err:.1e}")
+assert np.array_equal(pat_a, pat_b) and err <= 1e-12
+xq = [[[Fraction(int(v))] for v in row] for row in np.random.default_rng(2).integers(-3, 4, (T, 6))]
+ex_a, ex_b = forward_exact(spec, wq, xq), forward_exact(spec, w2, xq)
+print("exact forward: identical outputs and patterns:",
+      ex_a.y == ex_b.y and ex_a.pattern == ex_b.pattern)
+assert ex_a.y == ex_b.y and ex_a.pattern == ex_b.pattern
+
+# %% [markdown]
+# The signs are needed. Flip the sign of h0's skeleton out-weight and keep every basis value
+# (`BasisPaths.flip_node`). The rebuilt weights are the rescaling of unit 0 by alpha = -1:
+# W_in[0], out.W[0,0] and the two cross-recurrent weights change sign. Every path value stays the
+# same, because each path through h0 enters and leaves it once per visit. But a ReLU is not
+# symmetric, so h0 now fires on the other inputs and the outputs change. This is why the path
+# space (Eq. 5) comes with fixed signs for the skeleton out-weights. For stacked RNNs the signs
+# of W_out alone are not enough; the `rnnlab.paths.basis` docstring and `rnnlab verify` cover
+# that case.
+
+# %%
+h0 = red.hidden_nodes[0]
+w3 = basis.weights_from_values(vq, basis.flip_node(free, h0))
+assert basis.values(w3) == vq
+changed = [names[p] for p in range(len(w3)) if w3[p] != wq[p]]
+print("weights that changed sign:", changed)
+assert all(w3[names.index(n)] == -wq[names.index(n)] for n in changed)
+y_c, pat_c = run_on(w3, xb)
+print(f"sequences whose ReLU pattern changed: {int(np.any(pat_c != pat_a, axis=(0, 2)).sum())}"
+      f" of {xb.shape[1]}; largest output change {float(np.max(np.abs(y_c - y_a))):.3f}")
+assert np.any(pat_c != pat_a) and np.max(np.abs(y_c - y_a)) > 0.1
+
+# %% [markdown]
 # ## Summary
 #
 # * An unrolled RNN is a DAG whose edges share parameters through the map pi; rnnlab builds it
@@ -333,6 +574,14 @@ print(f"H = 8, T = 20: {big:,} paths (a Python int; no overflow)")
 # * Node-wise rescalings with one positive factor per unit change the weights but not the
 #   function, the path values, gamma^2 or the Path-SGD step; factors that vary in time are not
 #   representable with shared weights.
+# * The Skeleton Method (Algorithm 1, with its printed index error fixed: `M^o[j % n_out][j]`)
+#   gives every hidden unit one skeleton in- and out-edge. It then picks #weights - #hidden nodes
+#   basis paths (Theorem 3; exact rank in `rnnlab.paths.exact`). Every path of any length is an
+#   integer combination of them, so its value is a product of integer powers of basis values
+#   (Theorems 1 and 3, `BasisPaths.coefficients`). The basis values and the signs of the
+#   skeleton out-weights fix every weight up to a positive rescaling, and with it the
+#   activation pattern and the output (Theorem 2, `BasisPaths.weights_from_values`). Flipping
+#   one of those signs keeps every path value but changes the function.
 #
 # ## Exercises
 #
@@ -344,6 +593,13 @@ print(f"H = 8, T = 20: {big:,} paths (a Python int; no overflow)")
 #    `rescale.feasible_rescaling_dimension` say for the graph (it assumes all edges present)?
 # 4. Compute `norms.kappa_ratio` for H = 2 and T = 5, 10, 20 and for H = 20. When is kappa^(2)
 #    worth its extra cost (compare the paper's Fig. 2)?
+# 5. Build `BasisPaths(ElmanSpec(2, (3,), 2, bias=True))` and list its basis paths by kind.
+#    Check the count against #weights - #hidden nodes, and explain why the skeleton kind has
+#    exactly one path per hidden unit and the recurrent kind one per W_rec entry.
+# 6. Pick another skeleton, e.g. `Skeleton(spec, {1: M_in}, {1: M_out})` with masks of your
+#    choice for a 2-input, 2-output net. The basis paths change, but does their number, or the
+#    rank of basis and reduction paths together? Write the same long unrolled path in both bases
+#    with `coefficients` and compare the integer exponents.
 
 # %%
 print(f"done in {time.perf_counter() - START:.1f} s")

@@ -400,6 +400,18 @@ class BasisPaths:
                 return False
         return True
 
+    def flip_node(self, free: dict, v) -> dict:
+        """Skeleton out-weights ``free`` (edge -> weight) after the node-wise rescaling by
+        alpha_v = -1 (every other alpha = +1): the skeleton out-weight of v changes sign, and so
+        does that of every unit whose skeleton out-edge enters v (w_{u -> v} scales by
+        alpha_v / alpha_u). Basis-path values are unchanged; for ReLU the function is not."""
+        flipped = dict(free)
+        for o in self.free:
+            e = self.graph.edges[o]
+            if (e.src == v) != (e.dst == v):
+                flipped[o] = -flipped[o]
+        return flipped
+
     def weights_from_values(self, values, free_weights: dict) -> list:
         """The unique flat weight vector with the given basis-path values and skeleton
         out-weights (Theorem 2 made constructive).

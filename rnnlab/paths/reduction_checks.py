@@ -226,19 +226,6 @@ def _positive_rescaling(bp: BasisPaths, w, w2):
     return alpha, same
 
 
-def flip_node(bp: BasisPaths, free: dict, v) -> dict:
-    """Skeleton out-weights for the node-wise rescaling of ``free``'s network by alpha_v = -1
-    (every other alpha = +1): the skeleton out-weight of v changes sign, and so does that of every
-    unit whose skeleton out-edge enters v (w_{u -> v} scales by alpha_v / alpha_u)."""
-    g = bp.graph
-    f = dict(free)
-    for o in bp.free:
-        e = g.edges[o]
-        if (e.src == v) != (e.dst == v):
-            f[o] = -f[o]
-    return f
-
-
 @functools.lru_cache(maxsize=256)
 def theorem2_report(spec, seed: int, T: int = 3, B: int = 4, plant=None) -> dict:
     """Theorem 2 for one network: two different weight settings with the same basis-path values
@@ -251,8 +238,9 @@ def theorem2_report(spec, seed: int, T: int = 3, B: int = 4, plant=None) -> dict
 
     Returns a dict of booleans ``values_equal``, ``weights_differ``, ``positive_rescaling``
     (w2 = T_alpha(w) exactly with all alpha > 0), ``patterns_equal``, ``outputs_equal``;
-    for the sign flips (one hidden node v at a time, :func:`flip_node`, basis values kept; in
-    a single layer this is flipping the sign of v's selected W^o entry): ``flip_values_equal``,
+    for the sign flips (one hidden node v at a time, :meth:`BasisPaths.flip_node`, basis values
+    kept; in a single layer this is flipping the sign of v's selected W^o entry):
+    ``flip_values_equal``,
     ``flip_patterns_ok`` (the pattern changes whenever the flipped node has a nonzero
     pre-activation somewhere: at the first such (t, b) its z changes sign),
     ``flip_outputs_ok`` (the output changes whenever the flipped node is in the top layer and has
@@ -275,7 +263,7 @@ def theorem2_report(spec, seed: int, T: int = 3, B: int = 4, plant=None) -> dict
     flip_values = flip_patterns = flip_outputs = True
     effective = 0
     for v in g.hidden_nodes:
-        w3 = bp.weights_from_values(values, flip_node(bp, free, v))
+        w3 = bp.weights_from_values(values, bp.flip_node(free, v))
         f3 = forward_exact(spec, w3, x)
         flip_values &= bp.values(w3) == values
         if any(z != 0 for z in f1.node_pre(v.layer, v.unit)):
@@ -320,7 +308,7 @@ def _float_comparison(spec, w, w2, x):
 
 def stacked_sign_report(spec, seed: int, T: int = 3, B: int = 4, tries: int = 10) -> dict:
     """The stacked-RNN discrepancy in Theorem 2: flip the sign of a hidden node of a layer < d
-    (:func:`flip_node`, basis values kept). W^o and every basis value stay the same; the
+    (:meth:`BasisPaths.flip_node`, basis values kept). W^o and every basis value stay the same; the
     output changes for some node and some of ``tries`` random weight/input draws (an existence
     claim: a counterexample to "basis values + signs of W^o determine the output").
     """
@@ -337,7 +325,7 @@ def stacked_sign_report(spec, seed: int, T: int = 3, B: int = 4, tries: int = 10
         free = {o: w[o] for o in bp.free}
         y1 = forward_exact(spec, w, x).y
         for v in lower:
-            w3 = bp.weights_from_values(values, flip_node(bp, free, v))
+            w3 = bp.weights_from_values(values, bp.flip_node(free, v))
             keeps &= bp.values(w3) == values and all(w3[p] == w[p] for p in out_w)
             if found is None and forward_exact(spec, w3, x).y != y1:
                 found = (k, str(v))
