@@ -48,7 +48,8 @@ def float_array(name: str, a, shape=None, dtype=None, finite: bool = True):
     """
     xp = backend.get_xp()
     if not isinstance(a, xp.ndarray):
-        raise ConfigError(f"{name} must be a {backend.backend_name()} array; got {type(a).__name__}")
+        raise ConfigError(f"{name} must be a {backend.backend_name()} array; "
+                          f"got {type(a).__name__}")
     if a.dtype.kind != "f":
         raise ConfigError(f"{name} must have a floating dtype (float32 or float64); got {a.dtype}")
     if dtype is not None and a.dtype != dtype:

@@ -2,9 +2,9 @@
 
 Both models have the same size, optimizer, learning rate, clipping, seed and data; only the
 activation and the recurrent initialisation differ. At T = 150 the IRNN gets below MSE 0.01
-within a few thousand Adam steps while the tanh RNN stays at the trivial baseline (1/6). The run takes about a minute on 2 CPU
-cores, prints a summary table, and writes each run's metrics, checkpoint and curve, plus one
-comparison figure, under ``<out>/demo``.
+within a few thousand Adam steps while the tanh RNN stays at the trivial baseline (1/6). The
+run takes about a minute on 2 CPU cores, prints a summary table, and writes each run's metrics,
+checkpoint and curve, plus one comparison figure, under ``<out>/demo``.
 """
 from __future__ import annotations
 
