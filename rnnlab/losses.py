@@ -17,8 +17,8 @@ from .errors import ConfigError
 
 
 def _mask_and_count(name, outputs, mask):
-    """The mask as a float array of the leading shape (all ones if None) and its sum."""
-    xp = backend.get_xp()
+    """The mask as a float array of the leading shape (None when not given: every position
+    counts) and the number of positions that count."""
     lead = tuple(outputs.shape[:-1])
     if mask is None:
         return None, math.prod(lead)
