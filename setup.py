@@ -12,7 +12,7 @@ setup(
     extras_require={
         "gpu": ["cupy-cuda12x"],
         "gpu-cuda13": ["cupy-cuda13x"],
-        "dev": ["pytest>=7", "hypothesis>=6.80", "pytest-timeout>=2.1"],
+        "dev": ["pytest>=7", "hypothesis>=6.80", "pytest-timeout>=2.1", "networkx>=3"],
         "tutorials": ["jupytext"],
         "compare": ["torch==2.13.0"],
         "bench": ["threadpoolctl"],
