@@ -358,16 +358,21 @@ def main_verify(args=None) -> int:
         parser = add_verify_arguments(argparse.ArgumentParser(
             prog="rnnlab verify", description="check the path-geometry claims numerically"))
         args = parser.parse_args(args)
-    results = run_checks(layers=args.layers, widths=args.widths, T=args.T, seeds=args.seeds,
-                         instances=args.instances,
-                         include_reduction=not getattr(args, "no_reduction", False),
-                         plant=getattr(args, "plant", None), only=getattr(args, "only", None),
-                         max_paths=getattr(args, "max_paths", 1_000_000))
+    from tqdm.auto import tqdm
+    load_checks()
+    # a bar on a terminal only (larger settings take minutes); one tick per finished claim
+    with tqdm(total=len(CHECKS), desc="claims", unit="claim", disable=None, leave=False) as bar:
+        results = run_checks(layers=args.layers, widths=args.widths, T=args.T,
+                             seeds=args.seeds, instances=args.instances,
+                             include_reduction=not getattr(args, "no_reduction", False),
+                             plant=getattr(args, "plant", None),
+                             only=getattr(args, "only", None),
+                             max_paths=getattr(args, "max_paths", 1_000_000),
+                             progress=lambda result: bar.update(1))
     print(format_table(results))
     return 0 if results and all(r.passed for r in results) else 1
 
 
 __all__ = ["CHECKS", "Check", "CheckContext", "CheckResult", "PLANTS", "Tally",
-           "add_verify_arguments", "format_table", "load_checks", "main_verify",
-           "make_params",
+           "add_verify_arguments", "format_table", "load_checks", "main_verify", "make_params",
            "register_check", "run_checks"]
