@@ -54,39 +54,51 @@ def _float_above(minimum, inclusive=False):
 
 def _add_train_arguments(p):
     d = TrainConfig.__dataclass_fields__
-    p.add_argument("--task", choices=tuple(TASKS), default=d["task"].default)
+    p.add_argument("--task", choices=tuple(TASKS), default=d["task"].default, help="problem")
     p.add_argument("--T", type=_int_at_least(1), default=d["T"].default,
                    help="sequence length")
-    p.add_argument("--model", choices=MODELS, default=d["model"].default)
-    p.add_argument("--layers", type=_int_at_least(1), default=d["layers"].default)
+    p.add_argument("--model", choices=MODELS, default=d["model"].default, help="model family")
+    p.add_argument("--layers", type=_int_at_least(1), default=d["layers"].default,
+                   help="stacked hidden layers")
     p.add_argument("--hidden", type=_int_at_least(1), default=d["hidden"].default,
                    help="hidden units per layer")
-    p.add_argument("--activation", choices=ACTIVATIONS, default=d["activation"].default)
-    p.add_argument("--init", choices=INITS, default=d["init"].default)
+    p.add_argument("--activation", choices=ACTIVATIONS, default=d["activation"].default,
+                   help="hidden nonlinearity")
+    p.add_argument("--init", choices=INITS, default=d["init"].default,
+                   help="recurrent initialisation")
     p.add_argument("--gain", type=_float_above(0, inclusive=True), default=d["gain"].default,
                    help="recurrent gain")
     p.add_argument("--init-scale", type=_float_above(0), default=d["init_scale"].default,
                    help="a of U(-a, a) for the identity and uniform inits")
-    p.add_argument("--no-bias", dest="bias", action="store_false")
-    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=d["optimizer"].default)
+    p.add_argument("--no-bias", dest="bias", action="store_false", default=argparse.SUPPRESS,
+                   help="leave out the biases (the bias node)")
+    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=d["optimizer"].default,
+                   help="update rule")
     p.add_argument("--lr", type=_float_above(0), default=d["lr"].default,
                    help="learning rate")
     p.add_argument("--momentum", type=_float_above(0, inclusive=True),
-                   default=d["momentum"].default)
-    p.add_argument("--nesterov", action="store_true")
+                   default=d["momentum"].default, help="SGD momentum, in [0, 1)")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
     p.add_argument("--clip", type=_float_above(0, inclusive=True), default=d["clip"].default,
                    help="max global gradient norm (0: no clipping)")
-    p.add_argument("--batch", type=_int_at_least(1), default=d["batch"].default)
-    p.add_argument("--steps", type=_int_at_least(0), default=d["steps"].default)
+    p.add_argument("--batch", type=_int_at_least(1), default=d["batch"].default,
+                   help="sequences per step")
+    p.add_argument("--steps", type=_int_at_least(0), default=d["steps"].default,
+                   help="training steps (batches)")
     p.add_argument("--truncate", type=_int_at_least(0), default=d["truncate"].default,
                    help="truncated BPTT chunk length (0: full BPTT)")
-    p.add_argument("--eval-every", type=_int_at_least(1), default=d["eval_every"].default)
-    p.add_argument("--eval-size", type=_int_at_least(1), default=d["eval_size"].default)
+    p.add_argument("--eval-every", type=_int_at_least(1), default=d["eval_every"].default,
+                   help="steps between evaluations")
+    p.add_argument("--eval-size", type=_int_at_least(1), default=d["eval_size"].default,
+                   help="held-out sequences")
     p.add_argument("--checkpoint-every", type=_int_at_least(0),
                    default=d["checkpoint_every"].default, help="0: at every evaluation")
-    p.add_argument("--seed", type=_int_at_least(0), default=d["seed"].default)
-    p.add_argument("--backend", choices=backend.BACKENDS, default=d["backend"].default)
-    p.add_argument("--dtype", choices=("float32", "float64"), default=d["dtype"].default)
+    p.add_argument("--seed", type=_int_at_least(0), default=d["seed"].default,
+                   help="seed of weights, batches and held-out set")
+    p.add_argument("--backend", choices=backend.BACKENDS, default=d["backend"].default,
+                   help="array backend")
+    p.add_argument("--dtype", choices=("float32", "float64"), default=d["dtype"].default,
+                   help="training dtype")
     p.add_argument("--out", default=d["out"].default, help="output folder")
 
 
@@ -94,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rnnlab", description="Study how recurrent networks train.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,demo,verify}")
 
-    p = sub.add_parser("train", help="train a model on a task")
+    p = sub.add_parser("train", help="train a model on a task",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_train_arguments(p)
     p.add_argument("--resume", action="store_true",
                    help="continue from <out>/checkpoint.npz")
