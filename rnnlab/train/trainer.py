@@ -48,9 +48,6 @@ class TrainResult:
         The records of ``metrics.jsonl``.
     final : dict
         The last evaluation's metrics.
-    status : "completed" or "diverged"
-    message : str
-        Why a diverged run stopped.
     out : str
         The run's folder.
     seconds : float
@@ -61,8 +58,6 @@ class TrainResult:
     params: dict
     history: list
     final: dict
-    status: str
-    message: str
     out: str
     seconds: float
 
@@ -230,7 +225,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
         if not history:
             log_eval([])
             save_checkpoint()  # step 0: a diverging first update still leaves a good checkpoint
-        status, message, window = "completed", "", []
+        message, window = None, []
         bar = tqdm(total=config.steps, initial=step, desc=label or config.out,
                    disable=None if progress is None else not progress, leave=False)
         try:
@@ -243,7 +238,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
                         metrics = train_step(model, params, optimizer, x, targets, mask, loss_fn,
                                              config.clip, config.truncate)
                 except DivergenceError as exc:
-                    status = "diverged"
                     kept = f"the last good checkpoint is {ckpt_path} (step {saved['step']})"
                     message = f"training diverged at step {step + 1}: {exc}; {kept}"
                     break
@@ -259,7 +253,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
         finally:
             bar.close()
             _write_history(metrics_path, history)
-        if status == "diverged":
+        if message is not None:  # diverged
             history.append({"kind": "diverged", "step": step + 1, "message": message})
             _write_history(metrics_path, history)
             raise DivergenceError(message)
@@ -269,7 +263,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
                              title=f"{config.task} T={config.T}")
         final = {k: v for k, v in history[-1].items() if k not in ("kind", "step")}
         host_params = {k: backend.to_host(v) for k, v in params.items()}
-    return TrainResult(config, host_params, history, final, status, message, config.out,
+    return TrainResult(config, host_params, history, final, config.out,
                        time.perf_counter() - started)
 
 
