@@ -37,13 +37,13 @@ CURVE_FILE = "learning_curve.png"
 
 @dataclasses.dataclass
 class TrainResult:
-    """What a run returns.
+    """What a completed run returns (a diverging run raises DivergenceError instead).
 
     Attributes
     ----------
     config : TrainConfig
     params : dict of host arrays
-        Final parameters (the last good ones if the run diverged).
+        Final parameters.
     history : list of dict
         The records of ``metrics.jsonl``.
     final : dict
