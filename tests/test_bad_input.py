@@ -173,18 +173,14 @@ def _arrays(bias=True):
     return out
 
 
-def test_from_arrays_missing_name():
+@pytest.mark.parametrize("name,message", [
+    ("layer1.W_rec", r"missing parameters \['layer1.W_rec'\]"),
+    ("layer1.b", r"missing parameters \['layer1.b'\] \(biases go on all layers or none\)"),
+])
+def test_from_arrays_missing_name(name, message):
     arrays = _arrays()
-    del arrays["layer1.W_rec"]
-    with pytest.raises(ConfigError, match=r"missing parameters \['layer1.W_rec'\]"):
-        ElmanRNN.from_arrays(arrays)
-
-
-def test_from_arrays_missing_hidden_bias():
-    arrays = _arrays()
-    del arrays["layer1.b"]
-    with pytest.raises(ConfigError, match=r"missing parameters \['layer1.b'\] \(biases go on all "
-                                          r"layers or none\)"):
+    del arrays[name]
+    with pytest.raises(ConfigError, match=message):
         ElmanRNN.from_arrays(arrays)
 
 
