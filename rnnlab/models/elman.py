@@ -86,6 +86,8 @@ class ElmanSpec:
     bias: bool = True
     outputs: str = "last"
 
+    kind = "elman"  # the registry name (a class attribute, not a field)
+
     def __post_init__(self):
         validate.positive_int("n_in", self.n_in)
         validate.positive_int("n_out", self.n_out)
