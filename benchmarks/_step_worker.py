@@ -43,9 +43,12 @@ from _step_common import CONFIGS, TIMING_LR, make_batch, make_rnnlab_model
 
 class RnnlabEngine:
     """One training step through rnnlab's public objects: ElmanRNN, a loss from rnnlab.losses,
-    objective.loss_and_grads (forward + loss + BPTT), SGD.step."""
+    objective.loss_and_grads (forward + loss + BPTT), SGD.step ("core" path); or the trainer's
+    own ``train_step`` (forward, BPTT, gradient-norm measurement, the optimizer's needs, SGD)
+    ("trainer" path), called with the signature of whichever rnnlab is imported, so an older
+    tree can be timed side by side (``bench_step.py --baseline REV``)."""
 
-    def __init__(self, cfg, dtype="float32"):
+    def __init__(self, cfg, dtype="float32", path="core"):
         from rnnlab import losses, objective
         from rnnlab.optim import SGD
         self.model = make_rnnlab_model(cfg, dtype)
@@ -53,13 +56,23 @@ class RnnlabEngine:
         self.loss = losses.mse if cfg.loss == "mse" else losses.softmax_cross_entropy
         self.objective = objective
         self.opt = SGD(lr=TIMING_LR)
+        self.step = self._core_step if path == "core" else self._trainer_step(objective)
 
-    def step(self) -> float:
+    def _core_step(self) -> float:
         model = self.model
         value, grads, _ = self.objective.loss_and_grads(model, model.params, self.x, self.y,
                                                         self.loss)
         self.opt.step(model.params, grads)
         return value
+
+    def _trainer_step(self, objective):
+        model, opt, loss = self.model, self.opt, self.loss
+        if hasattr(objective, "Batch"):  # rnnlab >= the seams change
+            from rnnlab.train import train_step
+            batch = objective.Batch(self.x, self.y)
+            return lambda: train_step(model, model.params, opt, batch, loss)["loss"]
+        from rnnlab.train import train_step
+        return lambda: train_step(model, model.params, opt, self.x, self.y, None, loss)["loss"]
 
     def subnormals(self) -> str | None:
         """Whether the hidden states or the backpropagated dLoss/d(pre-activation) hold subnormal
@@ -203,7 +216,7 @@ def info(engine: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- modes
-def serve(engine: str, threads: int | None) -> None:
+def serve(engine: str, threads: int | None, path: str = "core") -> None:
     if engine == "torch":
         import torch
         if threads:
@@ -228,7 +241,8 @@ def serve(engine: str, threads: int | None) -> None:
             reply = info(engine)
         elif op == "setup":
             eng = None  # free the previous config's arrays first
-            eng = make(CONFIGS[cmd["config"]])
+            eng = make(CONFIGS[cmd["config"]]) if engine == "torch" else make(
+                CONFIGS[cmd["config"]], path=path)
             for _ in range(cmd.get("warmup", 3)):
                 eng.step()
             reply = {"ok": True}
@@ -289,12 +303,13 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--engine", choices=("rnnlab", "torch"))
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--path", choices=("core", "trainer"), default="core")
     ap.add_argument("--check", nargs="+", metavar="CONFIG")
     args = ap.parse_args(argv)
     if args.check:
         check(args.check)
     else:
-        serve(args.engine, args.threads)
+        serve(args.engine, args.threads, args.path)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,9 @@ Prints three tables:
 
 1. ``bulk()`` (vectorised) and ``iter_paths()`` (lazy) paths per second as the count grows;
 2. gamma^2 by explicit enumeration (Eq. 2), node recursion (Eq. 3) and the squared network
-   (Theorem 3) as the count grows, with the speed-up of the squared network;
-3. ``run_checks`` wall time for growing networks (2 layers of width 3, all 4 bias/output
-   variants, 1 parameter draw, T growing), up to the budget: the largest that fits.
+   (Theorem 3 (path-sgd)) as the count grows, with the speed-up of the squared network;
+3. ``rnnlab.paths.checks.run_checks`` wall time for growing networks (2 layers of width 3, all
+   4 bias/output variants, 1 parameter draw, T growing), up to the budget: the largest that fits.
 
 Timings are the best of ``--repeat`` runs with ``time.perf_counter``; record the machine and the
 BLAS thread count with the figures (see ``benchmarks/PATHS.md``).
@@ -34,7 +34,8 @@ if str(REPO) not in sys.path:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO))
 
 from rnnlab.models import ElmanSpec  # noqa: E402
-from rnnlab.paths import UnrolledGraph, n_params, norms, unflatten_params, verify  # noqa: E402
+from rnnlab.params import unflatten  # noqa: E402
+from rnnlab.paths import UnrolledGraph, checks, n_params, norms  # noqa: E402
 
 
 def best_of(fn, repeat):
@@ -48,7 +49,7 @@ def best_of(fn, repeat):
 
 def params_for(spec, seed=0):
     rng = np.random.default_rng(seed)
-    return unflatten_params(spec, 0.7 * rng.standard_normal(n_params(spec)))
+    return unflatten(0.7 * rng.standard_normal(n_params(spec)), spec, host=True)
 
 
 def enumeration_table(quick, repeat, limit):
@@ -74,7 +75,7 @@ def enumeration_table(quick, repeat, limit):
 
 def gamma_table(quick, repeat, limit):
     print("\n2. gamma^2: enumeration (Eq. 2) vs node recursion (Eq. 3) vs squared network "
-          "(Theorem 3)\n   (2 layers, H = 3, n_in = n_out = 2, bias, outputs every)")
+          "(Theorem 3 (path-sgd))\n   (2 layers, H = 3, n_in = n_out = 2, bias, outputs every)")
     print(f"{'T':>3} {'paths':>10} {'enum s':>9} {'recursion s':>12} {'squared s':>10} "
           f"{'enum/squared':>13} {'rel. diff':>10}")
     spec = ElmanSpec(2, (3, 3), 2, "relu", True, "every")
@@ -108,7 +109,7 @@ def verify_table(budget, quick):
         spec = ElmanSpec(2, (3, 3), 2, "relu", True, "every")
         P = UnrolledGraph(spec, T).count_paths()
         start = time.perf_counter()
-        results = verify.run_checks(layers=(2,), widths=(3,), T=T, seeds=(0,), instances=1)
+        results = checks.run_checks(layers=(2,), widths=(3,), T=T, seeds=(0,), instances=1)
         took = time.perf_counter() - start
         ok = sum(r.passed for r in results)
         n_low = sum("T lowered" in r.note for r in results)

@@ -5,6 +5,7 @@ importable, and compare both with the physical floor of the machine.
     python benchmarks/bench_step.py                      # all configs, 5 reps x 10 steps
     python benchmarks/bench_step.py --quick --no-torch   # smoke test, a few seconds
     python benchmarks/bench_step.py --configs add-T100 smnist --reps 7 --steps 20
+    python benchmarks/bench_step.py --no-torch --baseline HEAD~3 --path trainer  # new vs old
 
 How it measures (details in benchmarks/README.md):
 - one long-lived process per engine (rnnlab; PyTorch at --threads; PyTorch at 1 thread); this
@@ -45,12 +46,16 @@ PAUSE_S = 0.05  # between turns: lets the previous engine's spinning worker thre
 class Worker:
     """A worker process (``_step_worker.py``) spoken to through JSON lines."""
 
-    def __init__(self, label: str, engine: str, threads: int | None):
+    def __init__(self, label: str, engine: str, threads: int | None, tree: str | None = None,
+                 path: str = "core"):
         self.label = label
         env = dict(os.environ)
         if engine == "rnnlab" and threads:
             env["OPENBLAS_NUM_THREADS"] = str(threads)  # only the thread count, never the kernel
-        cmd = [sys.executable, str(WORKER), "--engine", engine]
+        # rnnlab from this checkout, or from an exported older tree (--baseline)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree or str(HERE.parent),
+                                                          env.get("PYTHONPATH")]))
+        cmd = [sys.executable, str(WORKER), "--engine", engine, "--path", path]
         if threads:
             cmd += ["--threads", str(threads)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -205,6 +210,21 @@ def time_config(name, workers, pids, reps, steps, warmup, quiet, max_tries) -> d
     return {"attempts": attempts, "kept": kept, "final_loss": losses, "steps_done": steps_done}
 
 
+def git(*args) -> str:
+    return subprocess.run(["git", "-C", str(HERE.parent), *args], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def export_revision(rev: str) -> str:
+    """The rnnlab package of git revision ``rev``, exported into a new temporary folder."""
+    import tempfile
+    folder = tempfile.mkdtemp(prefix="rnnlab-baseline-")
+    archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", rev, "rnnlab"],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+    return folder
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), metavar="CONFIG",
@@ -227,6 +247,12 @@ def main(argv=None) -> int:
     ap.add_argument("--no-torch", action="store_true", help="time rnnlab only")
     ap.add_argument("--no-check", action="store_true", help="skip the float64 gradient check")
     ap.add_argument("--json", metavar="PATH", help="also write the raw per-step times here")
+    ap.add_argument("--baseline", metavar="REV",
+                    help="also time the rnnlab of git revision REV (exported to a temporary "
+                         "folder), paired with this checkout's: the new / old ratio")
+    ap.add_argument("--path", choices=("core", "trainer"), default="core",
+                    help="what rnnlab's step runs: core (loss_and_grads + SGD.step, the "
+                         "PyTorch comparison) or trainer (train.train_step)")
     args = ap.parse_args(argv)
 
     if args.quick:
@@ -255,7 +281,16 @@ def main(argv=None) -> int:
         print("- PyTorch: " + ("skipped (--no-torch)" if args.no_torch else
                                "not importable; install the [compare] extra to compare"))
 
-    workers = {"rnnlab": Worker("rnnlab", "rnnlab", threads)}
+    baseline_tree = export_revision(args.baseline) if args.baseline else None
+    workers = {"rnnlab": Worker("rnnlab", "rnnlab", threads, path=args.path)}
+    if baseline_tree:
+        workers["baseline"] = Worker("baseline", "rnnlab", threads, tree=baseline_tree,
+                                     path=args.path)
+        print(f"- baseline: rnnlab at {args.baseline} "
+              f"({git('rev-parse', '--short', args.baseline)}), exported to {baseline_tree}; "
+              f"this checkout at {git('rev-parse', '--short', 'HEAD')}"
+              f"{' + uncommitted changes' if git('status', '--porcelain') else ''}; "
+              f"path: {args.path}")
     try:
         if use_torch:
             workers["torch"] = Worker("torch", "torch", threads)
@@ -339,6 +374,16 @@ def main(argv=None) -> int:
                 f"{max(shares):.0%}" if shares else "?"]
         rows.append(row)
     print_table(header, rows)
+    if baseline_tree:
+        print(f"## This checkout against rnnlab {args.baseline}, same process layout, paired "
+              f"({args.path} path)\n")
+        rows = []
+        for name in configs:
+            new, old = rep_medians(name, "rnnlab"), rep_medians(name, "baseline")
+            rows.append([name, fmt_ms(statistics.median(new)), fmt_ms(statistics.median(old)),
+                         fmt_ratio([a / b for a, b in zip(new, old)])])
+        print_table(["config", "new ms", f"{args.baseline} ms", "new / old: median [min..max]"],
+                    rows)
     print(f"other load = CPU time that other processes (and hypervisor steal) took during a rep, "
           f"as a share of the machine; reps above {args.quiet:.0%} were repeated.\n")
     if disturbed:

@@ -5,9 +5,10 @@ Compute code never imports numpy for array math; it asks for the module with :fu
     xp = backend.get_xp()
     h = xp.maximum(z, 0)
 
-The choice comes, in order of precedence, from :func:`use_backend` (a context manager that
-restores the previous choice), :func:`set_backend`, and the environment variable
-``RNNLAB_BACKEND`` (read once, at the first call). CuPy is imported lazily, only when asked for.
+The choice comes, in order of precedence, from :func:`use_backend` (a context manager, local to
+the thread or asyncio task, that restores the previous choice), :func:`set_backend` (the
+process-wide default), and the environment variable ``RNNLAB_BACKEND`` (read once, at the first
+call). CuPy is imported lazily, only when asked for, and its device check runs once.
 
 Arrays cross between host and device only through :func:`to_host` and :func:`to_device`.
 
@@ -17,7 +18,9 @@ finite-difference gradient checks in ``float64`` (:data:`CHECK_DTYPE`).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
+import sys
 
 import numpy
 
@@ -27,7 +30,12 @@ BACKENDS = ("numpy", "cupy")
 CHECK_DTYPE = "float64"
 _DTYPES = ("float32", "float64")
 
-_state = {"name": None, "train_dtype": "float32"}
+# The process-wide default (RNNLAB_BACKEND or set_backend) and the training dtype.
+_state = {"name": None, "module": None, "train_dtype": "float32"}
+# A use_backend block's (name, module), local to the thread or asyncio task that opened it.
+_ACTIVE: contextvars.ContextVar = contextvars.ContextVar("rnnlab_backend", default=None)
+# CuPy, once checked: (the module object it was checked for, the module).
+_cupy_checked: list = [None, None]
 
 
 def _validate_name(name):
@@ -37,7 +45,14 @@ def _validate_name(name):
 
 
 def _import_cupy():
-    """Import CuPy and check that a CUDA device is visible, or raise a BackendError saying why."""
+    """Import CuPy and check that a CUDA device is visible, or raise a BackendError saying why.
+
+    The device check runs once per imported CuPy module (it costs a driver call), not on every
+    :func:`get_xp`.
+    """
+    loaded = sys.modules.get("cupy")
+    if loaded is not None and _cupy_checked[0] is loaded:
+        return _cupy_checked[1]
     try:
         import cupy
     except ImportError as exc:
@@ -57,6 +72,7 @@ def _import_cupy():
             "backend 'cupy' needs a visible CUDA GPU and none is visible; "
             "check CUDA_VISIBLE_DEVICES, or set RNNLAB_BACKEND=numpy"
         )
+    _cupy_checked[:] = [cupy, cupy]
     return cupy
 
 
@@ -64,37 +80,52 @@ def _module(name):
     return numpy if name == "numpy" else _import_cupy()
 
 
-def backend_name() -> str:
-    """The active backend's name, ``"numpy"`` or ``"cupy"``."""
+def _default():
+    """The process-wide (name, module), read from RNNLAB_BACKEND at the first call."""
     if _state["name"] is None:
         name = os.environ.get("RNNLAB_BACKEND", "numpy").strip().lower() or "numpy"
         _validate_name(name)
-        _module(name)  # fail now, with the clear message, rather than at the first array op
-        _state["name"] = name
-    return _state["name"]
+        module = _module(name)  # fail now, with the clear message, not at the first array op
+        _state.update(name=name, module=module)
+    elif _state["module"] is None:
+        _state["module"] = _module(_state["name"])
+    return _state["name"], _state["module"]
+
+
+def backend_name() -> str:
+    """The active backend's name, ``"numpy"`` or ``"cupy"``."""
+    active = _ACTIVE.get()
+    return active[0] if active is not None else _default()[0]
 
 
 def get_xp():
-    """The active array module (``numpy`` or ``cupy``)."""
-    return _module(backend_name())
+    """The active array module (``numpy`` or ``cupy``): the innermost :func:`use_backend` block
+    of this thread or task, else the process-wide default."""
+    active = _ACTIVE.get()
+    return active[1] if active is not None else _default()[1]
 
 
 def set_backend(name: str) -> None:
-    """Make ``name`` (``"numpy"`` or ``"cupy"``) the active backend for the whole process."""
+    """Make ``name`` (``"numpy"`` or ``"cupy"``) the process-wide default backend (what code
+    outside any :func:`use_backend` block uses, in every thread)."""
     _validate_name(name)
-    _module(name)
-    _state["name"] = name
+    module = _module(name)
+    _state.update(name=name, module=module)
 
 
 @contextlib.contextmanager
 def use_backend(name: str):
-    """Run a block with ``name`` as the active backend, then restore the previous one."""
-    previous = _state["name"]
-    set_backend(name)
+    """Run a block with ``name`` as the active backend, then restore the previous one.
+
+    The choice is context-local (:mod:`contextvars`): other threads, and asyncio tasks started
+    outside the block, keep theirs, so two sweep workers in threads can use different backends.
+    """
+    _validate_name(name)
+    token = _ACTIVE.set((name, _module(name)))
     try:
-        yield get_xp()
+        yield _ACTIVE.get()[1]
     finally:
-        _state["name"] = previous
+        _ACTIVE.reset(token)
 
 
 def available_backends() -> list[str]:
@@ -141,13 +172,6 @@ def resolve_dtype(dtype=None):
 
 
 # ----------------------------------------------------------------------------- crossings
-def array_module_of(a):
-    """The module (numpy or cupy) that owns array ``a``."""
-    if type(a).__module__.split(".")[0] == "cupy":
-        return _import_cupy()
-    return numpy
-
-
 def to_host(a):
     """A NumPy copy (or view) of ``a``, wherever it lives."""
     if type(a).__module__.split(".")[0] == "cupy":

@@ -1,19 +1,26 @@
 """Command line: ``python -m rnnlab {train,demo,verify} ...``.
 
+``train`` builds a :class:`rnnlab.config.RunConfig` from, in increasing precedence: the defaults
+the registered components declare, a config file (``--config run.toml``; with ``--resume`` and no
+``--config``, the run folder's own ``config.json``), the component names (``--task``,
+``--model``, ``--optimizer``), one flag per option (``--lr``, ``--hidden``, ``--T``, ...), and
+``--set SECTION.OPTION=VALUE`` for any option (the only way to reach an option whose name is
+used by two sections). The flags are generated from the registries, so a newly registered
+component's options appear without editing this file.
+
 Bad arguments and rnnlab's own errors print one line to stderr and exit with code 2 (no
-traceback); a diverged run prints why and where its last good checkpoint is, and exits 1.
+traceback); a diverged run prints why and where its last good checkpoint is, and exits 1; a run
+stopped with Ctrl-C exits 130 and keeps its last checkpoint.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from . import backend
-from .errors import DivergenceError, RnnlabError
-from .models import ACTIVATIONS, INITS, MODELS
-from .optim import OPTIMIZERS
-from .tasks import TASKS
-from .train.config import TrainConfig
+from .errors import ConfigError, RnnlabError
+
+_RESERVED = {"config", "set", "out", "resume", "progress", "help"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,6 +28,10 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The options epilog printed as written (each flag's help states its default)."""
 
 
 def _int_at_least(minimum):
@@ -36,83 +47,89 @@ def _int_at_least(minimum):
     return convert
 
 
-def _float_above(minimum, inclusive=False):
-    bound = f">= {minimum}" if inclusive else f"> {minimum}"
+def _declared_options():
+    """flag name -> [(section, Option, owner)] over every registered component and setting."""
+    from .config import COMPONENTS, SETTINGS
+    declared: dict = {}
+    for section, (registry, _) in COMPONENTS.items():
+        for owner in registry:
+            for option in registry.options(owner):
+                declared.setdefault(option.name, []).append((section, option, owner))
+    for option in SETTINGS:
+        declared.setdefault(option.name, []).append(("train", option, None))
+    return declared
 
+
+def _converter(entries):
+    """Parse with the option's parser and accept a value any declaring owner accepts (the
+    selected owner checks it again when the config is built)."""
     def convert(text):
         try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number {bound}; got {text!r}")
-        if not (value >= minimum if inclusive else value > minimum) or value != value \
-                or value in (float("inf"),):
-            raise argparse.ArgumentTypeError(f"must be a finite number {bound}; got {text}")
-        return value
-    convert.__name__ = f"number {bound}"
+            value = entries[0][1].parse(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc))
+        errors = []
+        for _, option, _ in entries:
+            try:
+                return option.check(option.name, value)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise argparse.ArgumentTypeError(errors[0])
+    convert.__name__ = entries[0][1].kind
     return convert
 
 
+def _add_option_flags(p):
+    """One flag per option name used by a single section (``--init-scale`` for init_scale)."""
+    for name, entries in _declared_options().items():
+        sections = {section for section, _, _ in entries}
+        if len(sections) > 1 or name in _RESERVED or name in sections:
+            continue  # reachable through --set SECTION.NAME=VALUE
+        section = entries[0][0]
+        owners = [owner for _, _, owner in entries if owner is not None]
+        defaults = ", ".join(f"{owner}: {option.describe().split('=', 1)[1]}"
+                             for _, option, owner in entries if owner is not None)
+        help_text = entries[0][1].help + (f" ({section} option; {defaults})" if owners else "")
+        option = entries[0][1]
+        if not owners:  # a training setting: one default
+            help_text = f"{option.help} (default: {option.describe().split('=', 1)[1]})"
+        kwargs = dict(dest=f"{section}.{name}", default=argparse.SUPPRESS, help=help_text)
+        flag = "--" + name.replace("_", "-")
+        if all(o.kind == "flag" for _, o, _ in entries):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif all(o.kind == "choice" and o.choices == option.choices for _, o, _ in entries):
+            p.add_argument(flag, choices=option.choices, **kwargs)
+        else:
+            p.add_argument(flag, type=_converter(entries), metavar=name.upper(), **kwargs)
+
+
 def _add_train_arguments(p):
-    d = TrainConfig.__dataclass_fields__
-    p.add_argument("--task", choices=tuple(TASKS), default=d["task"].default, help="problem")
-    p.add_argument("--T", type=_int_at_least(1), default=d["T"].default,
-                   help="sequence length")
-    p.add_argument("--model", choices=MODELS, default=d["model"].default, help="model family")
-    p.add_argument("--layers", type=_int_at_least(1), default=d["layers"].default,
-                   help="stacked hidden layers")
-    p.add_argument("--hidden", type=_int_at_least(1), default=d["hidden"].default,
-                   help="hidden units per layer")
-    p.add_argument("--activation", choices=ACTIVATIONS, default=d["activation"].default,
-                   help="hidden nonlinearity")
-    p.add_argument("--init", choices=INITS, default=d["init"].default,
-                   help="recurrent initialisation")
-    p.add_argument("--gain", type=_float_above(0, inclusive=True), default=d["gain"].default,
-                   help="recurrent gain")
-    p.add_argument("--init-scale", type=_float_above(0), default=d["init_scale"].default,
-                   help="a of U(-a, a) for the identity and uniform inits")
-    p.add_argument("--no-bias", dest="bias", action="store_false", default=argparse.SUPPRESS,
-                   help="leave out the biases (the bias node)")
-    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=d["optimizer"].default,
-                   help="update rule")
-    p.add_argument("--lr", type=_float_above(0), default=d["lr"].default,
-                   help="learning rate")
-    p.add_argument("--momentum", type=_float_above(0, inclusive=True),
-                   default=d["momentum"].default, help="SGD momentum, in [0, 1)")
-    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
-    p.add_argument("--clip", type=_float_above(0, inclusive=True), default=d["clip"].default,
-                   help="max global gradient norm (0: no clipping)")
-    p.add_argument("--batch", type=_int_at_least(1), default=d["batch"].default,
-                   help="sequences per step")
-    p.add_argument("--steps", type=_int_at_least(0), default=d["steps"].default,
-                   help="training steps (batches)")
-    p.add_argument("--truncate", type=_int_at_least(0), default=d["truncate"].default,
-                   help="truncated BPTT chunk length (0: full BPTT)")
-    p.add_argument("--eval-every", type=_int_at_least(1), default=d["eval_every"].default,
-                   help="steps between evaluations")
-    p.add_argument("--eval-size", type=_int_at_least(1), default=d["eval_size"].default,
-                   help="held-out sequences")
-    p.add_argument("--checkpoint-every", type=_int_at_least(0),
-                   default=d["checkpoint_every"].default, help="0: at every evaluation")
-    p.add_argument("--seed", type=_int_at_least(0), default=d["seed"].default,
-                   help="seed of weights, batches and held-out set")
-    p.add_argument("--backend", choices=backend.BACKENDS, default=d["backend"].default,
-                   help="array backend")
-    p.add_argument("--dtype", choices=("float32", "float64"), default=d["dtype"].default,
-                   help="training dtype")
-    p.add_argument("--out", default=d["out"].default, help="output folder")
+    from .config import COMPONENTS
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="a TOML or JSON run config (flags override it)")
+    for section, (registry, default) in COMPONENTS.items():
+        p.add_argument(f"--{section}", choices=registry.names(), default=argparse.SUPPRESS,
+                       dest=f"{section}.name", help=f"{section} by name (default: {default})")
+    _add_option_flags(p)
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.OPTION=VALUE",
+                   help="set any option, e.g. --set optimizer.beta2=0.99 (repeatable)")
+    p.add_argument("--out", default=None,
+                   help="run folder (default: runs/<task>-<model>-<optimizer>-<run id>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from <out>/checkpoint.npz (the folder's config.json is the "
+                        "base config unless --config is given)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show a progress bar (default: only on a terminal)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .config import options_help
     parser = _Parser(prog="rnnlab", description="Study how recurrent networks train.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,demo,verify}")
 
-    p = sub.add_parser("train", help="train a model on a task",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser("train", help="train a model on a task", formatter_class=_HelpFormatter,
+                       epilog=options_help())
     _add_train_arguments(p)
-    p.add_argument("--resume", action="store_true",
-                   help="continue from <out>/checkpoint.npz")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="show a progress bar (default: only on a terminal)")
 
     p = sub.add_parser("demo", help="a one-minute comparison: IRNN (ReLU) vs tanh RNN")
     p.add_argument("--out", default="runs", help="folder for the demo's runs and figure")
@@ -121,24 +138,78 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_int_at_least(0), default=0)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
 
-    from .paths.verify import add_verify_arguments
+    from .paths.verify_cli import add_verify_arguments
     add_verify_arguments(sub.add_parser(
         "verify", help="check the papers' path-geometry claims on random small networks"))
     return parser
 
 
+def _parse_set(config, entries) -> dict:
+    """``--set`` entries as dotted overrides, each value parsed by its option's own parser."""
+    from .config import COMPONENTS, SETTINGS
+    overrides = {}
+    for entry in entries:
+        key, sep, text = entry.partition("=")
+        section, _, name = key.strip().partition(".")
+        if not sep or not section:
+            raise ConfigError(f"--set needs SECTION.OPTION=VALUE; got {entry!r}")
+        if section in COMPONENTS and name in ("", "name"):
+            overrides[section] = text.strip()
+            continue
+        if section == "train":
+            options = SETTINGS
+        elif section in COMPONENTS:
+            owner = overrides.get(section, getattr(config, section)["name"])
+            options = COMPONENTS[section][0].options(owner)
+        else:
+            raise ConfigError(f"--set {entry!r}: unknown section {section!r}; allowed: "
+                              "task, model, optimizer, train")
+        option = next((o for o in options if o.name == name), None)
+        if option is None:
+            allowed = ", ".join(o.name for o in options)
+            raise ConfigError(f"--set {entry!r}: {section} has no option {name!r}; its "
+                              f"options: {allowed}")
+        overrides[f"{section}.{name}"] = option.parse(text.strip())
+    return overrides
+
+
+def config_from_args(args):
+    """The RunConfig the ``train`` arguments describe (see the module docstring)."""
+    from .config import RunConfig
+    from .train.sinks import CONFIG_FILE as CONFIG_FILE_NAME
+    if args.config is not None:
+        base = RunConfig.from_file(args.config)
+    elif args.resume and args.out and os.path.isfile(os.path.join(args.out, CONFIG_FILE_NAME)):
+        base = RunConfig.from_file(os.path.join(args.out, CONFIG_FILE_NAME))
+    else:
+        base = RunConfig()
+    flags = {k: v for k, v in vars(args).items() if "." in k}
+    names = {k.split(".")[0]: v for k, v in flags.items() if k.endswith(".name")}
+    with_names = base.with_overrides(names)
+    overrides = {**names, **{k: v for k, v in flags.items() if not k.endswith(".name")}}
+    overrides.update(_parse_set(with_names, args.set))
+    return base.with_overrides(overrides)
+
+
 def _train(args) -> int:
-    from .train import train
-    options = {k: v for k, v in vars(args).items()
-               if k not in ("command", "resume", "progress")}
-    config = TrainConfig(**options)
-    result = train(config, resume=args.resume, progress=args.progress)
-    from .tasks import make_task
-    metric, baseline = next(iter(make_task(config.task, T=config.T).baseline().items()))
-    print(f"{config.task} T={config.T} {config.activation}/{config.init} "
-          f"{config.optimizer} lr={config.lr}: held-out {metric} {result.final[metric]:.4g} "
-          f"(trivial baseline {baseline:.4g}) after {config.steps} steps; "
-          f"metrics, checkpoint and learning_curve.png in {result.out}")
+    from .train import FileSink, run
+    from .train.run import default_folder
+    config = config_from_args(args)
+    out = args.out or default_folder(config)
+    result = run(config, FileSink(out), resume=args.resume, progress=args.progress)
+    if result.status == "diverged":
+        print(f"rnnlab: {result.message}", file=sys.stderr)
+        return 1
+    if result.status == "stopped":
+        print(f"rnnlab: {result.message}", file=sys.stderr)
+        return 130
+    opt = config.optimizer
+    detail = ", ".join(f"{k}={v}" for k, v in config.options("task").items())
+    score = (f"held-out {result.metric} {result.final[result.metric]:.4g}"
+             + ("" if result.baseline is None else f" (trivial baseline {result.baseline:.4g})"))
+    print(f"{config.task['name']} {detail} {config.model['name']} {opt['name']}"
+          f"{'' if 'lr' not in opt else ' lr=' + format(opt['lr'], 'g')}: {score} after "
+          f"{result.step} steps; metrics, checkpoint and learning_curve.png in {out}")
     return 0
 
 
@@ -149,19 +220,16 @@ def _demo(args) -> int:
 
 
 def _verify(args) -> int:
-    from .paths.verify import main_verify
+    from .paths.verify_cli import main_verify
     return main_verify(args)
 
 
 def main(argv=None) -> int:
     """Entry point; returns the process exit code."""
-    args = build_parser().parse_args(argv)
-    handlers = {"train": _train, "demo": _demo, "verify": _verify}
     try:
+        args = build_parser().parse_args(argv)
+        handlers = {"train": _train, "demo": _demo, "verify": _verify}
         return handlers[args.command](args)
-    except DivergenceError as exc:
-        print(f"rnnlab: {exc}", file=sys.stderr)
-        return 1
     except RnnlabError as exc:
         print(f"rnnlab: error: {exc}", file=sys.stderr)
         return 2

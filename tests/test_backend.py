@@ -37,9 +37,14 @@ def no_cupy(monkeypatch):
 
 @pytest.fixture
 def fresh(monkeypatch):
-    """Forget the chosen backend, so the next call reads RNNLAB_BACKEND again."""
+    """Forget the chosen backend (and leave the test's use_backend block), so the next call
+    reads RNNLAB_BACKEND again."""
     monkeypatch.setitem(backend._state, "name", None)
+    monkeypatch.setitem(backend._state, "module", None)
     monkeypatch.delenv("RNNLAB_BACKEND", raising=False)
+    token = backend._ACTIVE.set(None)
+    yield
+    backend._ACTIVE.reset(token)
 
 
 # ----------------------------------------------------------------------------- RNNLAB_BACKEND
@@ -133,6 +138,39 @@ def test_use_backend_restores_unset_state(fresh, monkeypatch):
     assert backend._state["name"] is None  # back to "not chosen yet", env var still in charge
 
 
+def test_use_backend_is_local_to_a_thread(monkeypatch):
+    """A use_backend block in one thread does not change the backend another thread sees."""
+    import threading
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(device_count=1))
+    backend.set_backend("numpy")
+    inside, seen = threading.Event(), {}
+
+    def worker():
+        inside.wait(5)
+        seen["name"] = backend.backend_name()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    with backend.use_backend("cupy"):
+        inside.set()
+        thread.join(5)
+        assert backend.backend_name() == "cupy"
+    assert seen["name"] == "numpy"
+
+
+def test_device_check_runs_once_per_module(monkeypatch):
+    calls = []
+    fake = _fake_cupy(device_count=1)
+    fake.cuda.runtime.getDeviceCount = lambda: calls.append(1) or 1
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    with backend.use_backend("cupy"):
+        for _ in range(100):
+            assert backend.get_xp() is fake
+    with backend.use_backend("cupy"):
+        pass
+    assert len(calls) == 1
+
+
 def test_use_backend_unknown_name_changes_nothing():
     backend.set_backend("numpy")
     with pytest.raises(ConfigError, match="got 'gpu'"):
@@ -191,7 +229,6 @@ def test_to_device_to_host_round_trip(xp):
     dev = backend.to_device(host)
     assert isinstance(dev, xp.ndarray)
     assert dev.dtype == np.float64
-    assert backend.array_module_of(dev) is xp
     back = backend.to_host(dev)
     assert type(back) is np.ndarray
     np.testing.assert_array_equal(back, host)

@@ -1,4 +1,5 @@
 """The command line: one-line errors with exit code 2, training, resume, demo."""
+import json
 import os
 import subprocess
 import sys
@@ -27,7 +28,7 @@ def run_main(capsys, argv):
     (["train", "--lr", "0"], ["--lr", "> 0"]),
     (["train", "--lr", "-0.1"], ["--lr", "> 0"]),
     (["train", "--lr", "abc"], ["--lr", "number"]),
-    (["train", "--T", "0"], ["--T", ">= 1"]),
+    (["train", "--T", "0"], ["--T", ">= 2"]),
     (["train", "--hidden", "0"], ["--hidden", ">= 1"]),
     (["train", "--task", "copying"], ["--task", "adding"]),
     (["train", "--model", "lstm"], ["--model", "elman"]),
@@ -102,3 +103,94 @@ def test_demo_writes_table_and_figure(capsys, tmp_path):
     assert os.path.getsize(tmp_path / "demo" / "adding_irnn_vs_tanh.png") > 0
     for label in ("irnn-relu", "tanh-orthogonal"):
         assert os.path.exists(tmp_path / "demo" / label / "metrics.jsonl")
+
+
+RUN_TOML = """
+[task]
+name = "adding"
+T = 6
+[model]
+hidden = 4
+activation = "tanh"
+init = "orthogonal"
+[optimizer]
+name = "sgd"
+lr = 0.05
+momentum = 0.5
+[train]
+batch = 4
+steps = 4
+eval_every = 2
+eval_size = 8
+"""
+
+
+def test_config_file_with_overrides(capsys, tmp_path):
+    (tmp_path / "run.toml").write_text(RUN_TOML)
+    out = tmp_path / "run"
+    code, _, err = run_main(capsys, ["train", "--config", str(tmp_path / "run.toml"), "--lr",
+                                     "0.02", "--set", "optimizer.nesterov=true", "--out",
+                                     str(out), "--no-progress"])
+    assert code == 0, err
+    written = json.loads((out / "config.json").read_text())
+    assert written["model"]["activation"] == "tanh" and written["model"]["hidden"] == 4
+    assert written["optimizer"] == {"name": "sgd", "lr": 0.02, "momentum": 0.5,
+                                    "nesterov": True}
+    assert written["train"]["steps"] == 4
+    # the written config reloads to the same run: training from it gives the same numbers
+    again = tmp_path / "again"
+    code, _, err = run_main(capsys, ["train", "--config", str(out / "config.json"), "--out",
+                                     str(again), "--no-progress"])
+    assert code == 0, err
+    assert (again / "metrics.jsonl").read_text() == (out / "metrics.jsonl").read_text()
+
+
+def test_changing_the_optimizer_on_the_command_line_drops_the_files_options(capsys, tmp_path):
+    (tmp_path / "run.toml").write_text(RUN_TOML)
+    out = tmp_path / "run"
+    code, _, err = run_main(capsys, ["train", "--config", str(tmp_path / "run.toml"),
+                                     "--optimizer", "adam", "--out", str(out), "--no-progress"])
+    assert code == 0, err
+    written = json.loads((out / "config.json").read_text())
+    assert written["optimizer"]["name"] == "adam" and "momentum" not in written["optimizer"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--optimizer", "adam", "--momentum", "0.9"],
+     "optimizer 'adam' has no option 'momentum'; its options: lr, beta1, beta2, eps"),
+    (["--set", "optimizer.beta7=1"], "optimizer has no option 'beta7'; its options: lr, "),
+    (["--set", "nothing"], "--set needs SECTION.OPTION=VALUE"),
+    (["--set", "trainer.steps=3"], "unknown section 'trainer'"),
+    (["--set", "train.steps=abc"], "expected an integer; got 'abc'"),
+    (["--config", "missing.toml"], "config file missing.toml does not exist"),
+])
+def test_bad_options_are_one_line(capsys, tmp_path, argv, message):
+    code, _, err = run_main(capsys, ["train", "--out", str(tmp_path)] + argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert message in err, err
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[task]\nname = 'adding'\nlength = 3\n", "task 'adding' has no option 'length'; "
+                                              "its options: T"),
+    ("[trainer]\nsteps = 3\n", "unknown config section 'trainer'; allowed: task, model, "
+                               "optimizer, train"),
+    ("[task\n", "is not valid TOML"),
+])
+def test_bad_config_files_are_one_line(capsys, tmp_path, text, message):
+    (tmp_path / "bad.toml").write_text(text)
+    code, _, err = run_main(capsys, ["train", "--config", str(tmp_path / "bad.toml"), "--out",
+                                     str(tmp_path / "run")])
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert message in err, err
+
+
+def test_resume_reads_the_folders_config(capsys, tmp_path):
+    out = str(tmp_path / "run")
+    code, _, _ = run_main(capsys, ["train", "--out", out, "--optimizer", "adam", "--no-progress"]
+                          + TINY)
+    assert code == 0
+    code, stdout, err = run_main(capsys, ["train", "--out", out, "--resume", "--steps", "8",
+                                          "--no-progress"])
+    assert code == 0, err
+    assert "adam" in stdout and "after 8 steps" in stdout

@@ -1,5 +1,6 @@
 """Losses and metrics: values against straightforward references, gradients by finite
-differences, masks, stability for huge logits, and messages for bad input."""
+differences, Gauss-Newton curvature products against explicit Hessians, masks, stability for
+huge logits, and messages for bad input."""
 from __future__ import annotations
 
 import math
@@ -9,8 +10,8 @@ import numpy as np
 import pytest
 
 from rnnlab import ConfigError, backend, gradcheck, losses
-from rnnlab.losses import (bits_per_character, error_rate, get_loss, mse,
-                           softmax_cross_entropy)
+from rnnlab.losses import (LOSSES, MSE, Loss, SoftmaxCrossEntropy, bits_per_character,
+                           error_rate, get_loss, mse, softmax_cross_entropy)
 
 # the references below sum the same float64 terms in another order: round-off ~1e-16 relative
 RTOL = 1e-12
@@ -150,6 +151,141 @@ def test_losses_do_not_modify_inputs(data):
     np.testing.assert_array_equal(mask, data["mask"])
 
 
+# ----------------------------------------------------------------------------- loss objects
+def test_losses_are_loss_objects_callable_as_before(data):
+    assert isinstance(mse, MSE) and isinstance(mse, Loss) and mse.name == "mse"
+    assert isinstance(softmax_cross_entropy, SoftmaxCrossEntropy)
+    assert softmax_cross_entropy.name == "cross_entropy"
+    for fn, targets in [(mse, data["t"]), (softmax_cross_entropy, data["cls"])]:
+        called = fn(data["o"], targets, data["mask"])
+        direct = fn.value_and_grad(data["o"], targets, data["mask"])
+        assert called[0] == direct[0]  # the call is value_and_grad: the same operations
+        np.testing.assert_array_equal(called[1], direct[1])
+        assert fn(data["o"], targets)[0] == fn.value_and_grad(data["o"], targets)[0]
+    assert losses.mse is mse and repr(mse) == "MSE()"
+    assert not hasattr(losses, "log_softmax")
+
+
+# ----------------------------------------------------------------------------- curvature
+def _explicit_hessian(name, o, mask):
+    """d^2 loss / d outputs^2 of the flattened outputs, written out from the definitions:
+    MSE 2 / (count K) on the diagonal of scored components; cross-entropy the blocks
+    (diag(p) - p p^T) / count of the scored positions, p = softmax of the row (no shift)."""
+    o = np.asarray(o, float)
+    lead, K = o.shape[:-1], o.shape[-1]
+    m = np.ones(lead) if mask is None else np.asarray(mask, float)
+    count = m.sum()
+    hess = np.zeros((o.size, o.size))
+    for n, idx in enumerate(np.ndindex(*lead)):
+        if not m[idx]:
+            continue
+        rows = slice(n * K, (n + 1) * K)
+        if name == "mse":
+            hess[rows, rows] = np.eye(K) * 2 / (count * K)
+        else:
+            p = np.exp(o[idx]) / np.exp(o[idx]).sum()
+            hess[rows, rows] = (np.diag(p) - np.outer(p, p)) / count
+    return hess
+
+
+def _fd_hessian(fn, o, targets, mask, eps=1e-5):
+    """The same Hessian by central differences of the loss's gradient."""
+    cols = []
+    for i in range(o.size):
+        step = np.zeros(o.size)
+        step[i] = eps
+        plus = fn(o + step.reshape(o.shape), targets, mask)[1]
+        minus = fn(o - step.reshape(o.shape), targets, mask)[1]
+        cols.append((plus - minus).ravel() / (2 * eps))
+    return np.stack(cols, axis=1)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("name", ["mse", "xent"])
+def test_gn_product_equals_explicit_hessian(xp, data, name, masked):
+    mask = data["mask"] if masked else None
+    fn, targets = (mse, data["t"]) if name == "mse" else (softmax_cross_entropy, data["cls"])
+    r = np.random.default_rng(1).standard_normal(data["o"].shape)
+    hr = fn.gn_product(_dev(data["o"]), _dev(targets), None if mask is None else _dev(mask),
+                       _dev(r))
+    assert isinstance(hr, xp.ndarray) and hr.shape == r.shape and hr.dtype == np.float64
+    hess = _explicit_hessian(name, data["o"], mask)
+    # a few float64 roundings per entry on each side, against entries of size ~0.1: 1e-12
+    np.testing.assert_allclose(backend.to_host(hr).ravel(), hess @ r.ravel(), rtol=1e-12,
+                               atol=1e-14)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("name", ["mse", "xent"])
+def test_explicit_hessian_is_the_gradients_derivative(data, name, masked):
+    """The test's closed form above is itself right: it matches central differences of
+    value_and_grad (truncation ~eps^2 ~1e-10, round-off ~1e-16 / eps ~1e-11, hence 1e-8)."""
+    mask = data["mask"] if masked else None
+    fn, targets = (mse, data["t"]) if name == "mse" else (softmax_cross_entropy, data["cls"])
+    np.testing.assert_allclose(_fd_hessian(fn, data["o"], targets, mask),
+                               _explicit_hessian(name, data["o"], mask), rtol=0, atol=1e-8)
+
+
+def test_gn_product_hand_computed():
+    # MSE, 2 positions x K = 2: H = 2 / 4 I -> H r = r / 2
+    np.testing.assert_array_equal(mse.gn_product(np.zeros((2, 2)), np.zeros((2, 2)), None,
+                                                 np.array([[1.0, 2.0], [-4.0, 0.0]])),
+                                  [[0.5, 1.0], [-2.0, 0.0]])
+    # cross-entropy, logits [0, ln 3] (p = [1/4, 3/4]), r = [1, 0]:
+    # p r = [1/4, 0], sum = 1/4, p r - p sum = [1/4 - 1/16, -3/16] = [3/16, -3/16]
+    hr = softmax_cross_entropy.gn_product(np.array([[0.0, math.log(3)]]), np.array([1]), None,
+                                          np.array([[1.0, 0.0]]))
+    np.testing.assert_allclose(hr, [[3 / 16, -3 / 16]], rtol=1e-14)  # ulps of exp/log
+
+
+@pytest.mark.parametrize("name", ["mse", "xent"])
+def test_masked_positions_contribute_nothing_to_curvature(data, name):
+    fn, targets = (mse, data["t"]) if name == "mse" else (softmax_cross_entropy, data["cls"])
+    rng = np.random.default_rng(2)
+    off = data["mask"] == 0
+    r = rng.standard_normal(data["o"].shape)
+    hr = fn.gn_product(data["o"], targets, data["mask"], r)
+    np.testing.assert_array_equal(hr[off], 0.0)  # no curvature at an unscored position
+    r_off = r * off[..., None]  # a direction that only moves unscored outputs
+    np.testing.assert_array_equal(fn.gn_product(data["o"], targets, data["mask"], r_off), 0.0)
+    o_moved = data["o"] + 10 * rng.standard_normal(data["o"].shape) * off[..., None]
+    np.testing.assert_array_equal(fn.gn_product(o_moved, targets, data["mask"], r), hr)
+    # and masking equals scoring only the selected rows
+    sel = ~off
+    np.testing.assert_allclose(hr[sel], fn.gn_product(data["o"][sel], targets[sel], None, r[sel]),
+                               rtol=1e-14)  # the same operations, one count division
+
+
+@pytest.mark.parametrize("name", ["mse", "xent"])
+def test_gn_product_is_symmetric_positive_semidefinite(data, name):
+    fn, targets = (mse, data["t"]) if name == "mse" else (softmax_cross_entropy, data["cls"])
+    rng = np.random.default_rng(3)
+    u, v = rng.standard_normal((2,) + data["o"].shape)
+    hu = fn.gn_product(data["o"], targets, data["mask"], u)
+    hv = fn.gn_product(data["o"], targets, data["mask"], v)
+    # the same products summed in different orders: ~1e-16 of the terms
+    assert abs(np.vdot(u, hv) - np.vdot(v, hu)) <= 1e-13 * np.abs(u * hv).sum()
+    assert np.vdot(v, hv) > 0
+
+
+def test_gn_product_keeps_float32(xp):
+    o = _dev(np.ones((2, 3), dtype=np.float32))
+    r = _dev(np.ones((2, 3), dtype=np.float32))
+    assert mse.gn_product(o, o, None, r).dtype == np.float32
+    assert softmax_cross_entropy.gn_product(o, _dev(np.array([0, 2])), None, r).dtype == np.float32
+
+
+def test_gn_product_bad_direction():
+    with pytest.raises(ConfigError, match=r"r_outputs must have shape \(3, 2\); got \(3, 1\)"):
+        mse.gn_product(np.zeros((3, 2)), np.zeros((3, 2)), None, np.zeros((3, 1)))
+    with pytest.raises(ConfigError, match=r"r_outputs must have the outputs' dtype float64; "
+                                          r"got float32"):
+        softmax_cross_entropy.gn_product(np.zeros((3, 2)), np.zeros(3, dtype=int), None,
+                                         np.zeros((3, 2), dtype=np.float32))
+    with pytest.raises(ConfigError, match="mask selects no position to score"):
+        mse.gn_product(np.zeros((3, 2)), np.zeros((3, 2)), np.zeros(3), np.zeros((3, 2)))
+
+
 # ----------------------------------------------------------------------------- stability
 def test_huge_logits_are_stable(xp):
     logits = _dev(np.array([[1e4, 0.0, -1e4], [1e4, 0.0, -1e4], [-1e4, -1e4, -1e4]]))
@@ -167,12 +303,18 @@ def test_huge_logits_are_stable(xp):
                                atol=1e-15)  # exp(-1e4) underflows to exactly 0
 
 
-def test_log_softmax_huge_logits():
+def test_xent_curvature_huge_logits():
+    """(log_softmax is gone; its stability test moved here, to the softmax inside gn_product.)"""
+    r = np.array([[1.0, -2.0], [0.5, 0.25]])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        out = losses.log_softmax(np.array([[1e4, 1e4 - math.log(2)]]))
-    # softmax = [2/3, 1/3]; 1e4 - ln 2 is stored to ~ulp(1e4) = 2e-12 absolute, hence rtol 1e-10
-    np.testing.assert_allclose(np.exp(out), [[2 / 3, 1 / 3]], rtol=1e-10)
+        hr = softmax_cross_entropy.gn_product(np.array([[1e4, 1e4 - math.log(2)], [1e4, -1e4]]),
+                                              np.array([0, 0]), None, r)
+    # row 0: p = [2/3, 1/3], (diag(p) - p p^T) r = (2/9) [1, -1] (r0 - r1) = [2/3, -2/3];
+    # row 1: p = [1, 0] exactly (exp(-2e4) underflows), so the curvature is 0; both over 2 rows.
+    # 1e4 - ln 2 is stored to ~ulp(1e4) = 2e-12 absolute, hence rtol 1e-10
+    np.testing.assert_allclose(hr, np.array([[2 / 3, -2 / 3], [0.0, 0.0]]) / 2, rtol=1e-10,
+                               atol=1e-300)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -200,6 +342,8 @@ def test_bits_per_character():
 def test_get_loss():
     assert get_loss("mse") is mse
     assert get_loss("cross_entropy") is softmax_cross_entropy
+    assert LOSSES == {"mse": mse, "cross_entropy": softmax_cross_entropy}
+    assert [loss.name for loss in LOSSES.values()] == list(LOSSES)
     with pytest.raises(ConfigError, match=r"loss must be one of mse, cross_entropy; got 'hinge'"):
         get_loss("hinge")
 

@@ -240,7 +240,8 @@ def test_make_optimizer():
     assert isinstance(make_optimizer("adam"), Adam)
     with pytest.raises(ConfigError, match=r"optimizer must be one of sgd, adam; got 'rmsprop'"):
         make_optimizer("rmsprop")
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError, match=r"optimizer 'sgd' has no option 'learning_rate'; "
+                                          r"its options: lr, momentum, nesterov"):
         make_optimizer("sgd", learning_rate=0.1)
 
 

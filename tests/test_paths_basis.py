@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from rnnlab.errors import ConfigError
 from rnnlab.models import ElmanSpec
+from rnnlab.paths import checks
 from rnnlab.paths import reduction_checks as rc
-from rnnlab.paths import verify
 from rnnlab.paths.basis import BasisPaths, Skeleton, algorithm1_masks, forward_exact
 from rnnlab.paths.unrolled import param_index
 
@@ -221,8 +221,8 @@ def test_forward_exact_matches_library_forward():
     err, tol = rc._float_comparison(spec, w, w, x)
     assert err == 0.0
     from rnnlab.models import ElmanRNN
-    from rnnlab.paths.unrolled import unflatten_params
-    p = unflatten_params(spec, np.array([float(v) for v in w]))
+    from rnnlab.params import unflatten
+    p = unflatten(np.array([float(v) for v in w]), spec, host=True)
     yl, _ = ElmanRNN(spec, p).forward(p, np.array(x, dtype=float))
     # same arithmetic up to summation order: (T + d)(H + n_in + 2) roundings of O(1) terms
     assert np.allclose(yl, y, rtol=1e-12, atol=1e-12)
@@ -230,11 +230,11 @@ def test_forward_exact_matches_library_forward():
 
 
 # ----------------------------------------------------------------------------- verify rows
-MINE = {c.claim for c in verify.CHECKS if c.group == "reduction_checks"}
+MINE = {c.claim for c in checks.CHECKS if c.group == "reduction_checks"}
 
 
 def run_mine(plant=None, only=None):
-    results = verify.run_checks(layers=(1, 2), widths=(2,), T=2, instances=1, plant=plant,
+    results = checks.run_checks(layers=(1, 2), widths=(2,), T=2, instances=1, plant=plant,
                                 only=only)
     return {r.claim: r for r in results if r.claim in MINE}
 
@@ -246,9 +246,9 @@ def test_verify_rows_pass_without_a_plant():
 
 
 @pytest.mark.parametrize("plant, fails", [
-    ("skeleton_rec_swap", "Theorem 3: basis paths are independent"),
-    ("skeleton_mask_printed", "Theorem 3 count"),
-    ("reduction_no_rec", "Theorem 1:"),
+    ("skeleton_rec_swap", "Theorem 3 (gsgd): basis paths are independent"),
+    ("skeleton_mask_printed", "Theorem 3 (gsgd) count"),
+    ("reduction_no_rec", "Theorem 1 (gsgd):"),
 ])
 def test_planted_bug_fails_its_row(plant, fails):
     rows = run_mine(plant=plant, only=fails)

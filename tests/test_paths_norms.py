@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from rnnlab import ConfigError
 from rnnlab.models import ElmanSpec
-from rnnlab.paths import UnrolledGraph, fit_T, flat_params, n_params, norms, unflatten_params
+from rnnlab.params import host_vector, unflatten
+from rnnlab.paths import UnrolledGraph, fit_T, n_params, norms
 
 from strategies import seeds
 
@@ -26,7 +27,18 @@ def norm_problems(draw, max_paths=20_000, min_T=1):
                      draw(st.booleans()), draw(st.sampled_from(("every", "last", "masked"))))
     T = max(fit_T(spec, draw(st.integers(min_T, 5)), max_paths), 1)
     rng = np.random.default_rng(draw(seeds))
-    return spec, T, unflatten_params(spec, 0.8 * rng.standard_normal(n_params(spec)))
+    return spec, T, random_params(spec, rng)
+
+
+def random_params(spec, rng, scale=0.8):
+    return unflatten(scale * rng.standard_normal(n_params(spec)), spec, host=True)
+
+
+def is_by_name(spec, k):
+    """A kappa result in the one shape: parameter name -> float64 host array of its shape."""
+    return (list(k) == list(spec.param_shapes())
+            and all(type(v) is np.ndarray and v.dtype == np.float64
+                    and v.shape == tuple(spec.param_shapes()[n]) for n, v in k.items()))
 
 
 def rel(a, b):
@@ -51,7 +63,7 @@ def test_gamma2_three_ways_agree(problem):
     b = norms.gamma2_recursion(spec, p, T)
     c = norms.gamma2_squared_network(spec, p, T)
     paths = UnrolledGraph(spec, T).bulk()
-    d = norms.gamma2_from_counts(paths.counts, flat_params(spec, p))
+    d = norms.gamma2_from_counts(paths.counts, host_vector(p, spec))
     tol = nonneg_bound(spec, T, P)
     assert rel(a, b) <= tol and rel(a, c) <= tol and rel(a, d) <= tol
 
@@ -67,10 +79,12 @@ def test_gamma2_by_hand():
         assert math.isclose(f(spec, p, 3), want, rel_tol=1e-15 * 8)  # a few roundings
     k = norms.kappa_enumeration(spec, p, 3)
     # kappa(r) = 1/2 d^2/dr^2 = a^2 c^2 (6 r^2 + 1); kappa1 = a^2 c^2 (2 r^2 + 1); kappa2 = 4 r^2
-    i_r = 1
-    assert math.isclose(k["kappa"][i_r], a * a * c * c * (6 * r * r + 1), rel_tol=1e-14)
-    assert math.isclose(k["kappa1"][i_r], a * a * c * c * (2 * r * r + 1), rel_tol=1e-14)
-    assert math.isclose(k["kappa2"][i_r], 4 * a * a * c * c * r * r, rel_tol=1e-14)
+    assert math.isclose(k.kappa["layer1.W_rec"][0, 0], a * a * c * c * (6 * r * r + 1),
+                        rel_tol=1e-14)
+    assert math.isclose(k.kappa1["layer1.W_rec"][0, 0], a * a * c * c * (2 * r * r + 1),
+                        rel_tol=1e-14)
+    assert math.isclose(k.kappa2["layer1.W_rec"][0, 0], 4 * a * a * c * c * r * r,
+                        rel_tol=1e-14)
     # the printed Section 4.4 matrix form (T = 3: t1 = 0, t2 = 2): W~ dg/dh_3 h_2 with
     # h~_1 = a^2, h~_2 = a^2 (1 + r^2), dg/dh~_3 = c^2 -> r^2 c^2 a^2 (1 + r^2), not 4 a^2 c^2 r^2
     printed = norms.kappa2_paper_matrix_form(spec, p, 3)["layer1.W_rec"][0, 0]
@@ -84,13 +98,14 @@ def test_gamma2_by_hand():
 def test_kappa_fast_equals_definition_by_enumeration(problem):
     spec, T, p = problem
     P = UnrolledGraph(spec, T).count_paths()
-    enum = norms.kappa_enumeration(spec, p, T)
-    k1 = flat_params(spec, norms.kappa1_fast(spec, p, T))
-    k = norms.kappa_flat(spec, p, T)
+    parts = norms.kappa_enumeration(spec, p, T)
+    enum = {f: host_vector(getattr(parts, f), spec) for f in ("kappa", "kappa1", "kappa2")}
+    k1 = host_vector(norms.kappa1_fast(spec, p, T), spec)
+    k = host_vector(norms.kappa(spec, p, T), spec)
     tol = nonneg_bound(spec, T, P + n_params(spec))
     assert rel(enum["kappa1"], k1) <= tol
     assert rel(enum["kappa"], k) <= tol
-    assert np.array_equal(norms.kappa_flat(spec, p, T, second_term=False), k1)
+    assert np.array_equal(host_vector(norms.kappa(spec, p, T, second_term=False), spec), k1)
     # kappa = kappa1 + kappa2 with the true kappa2 (sums of the same nonnegative terms)
     assert rel(enum["kappa"], enum["kappa1"] + enum["kappa2"]) <= tol
     # Section 4.4: only W_rec can repeat on a path, so kappa2 vanishes elsewhere (exactly)
@@ -98,8 +113,8 @@ def test_kappa_fast_equals_definition_by_enumeration(problem):
     for name, value in k2.items():
         if "W_rec" not in name:
             assert not value.any()
-    rec = flat_params(spec, {k: np.full(v.shape, "W_rec" in k, dtype=float)
-                             for k, v in k2.items()}) > 0
+    rec = host_vector({k: np.full(v.shape, "W_rec" in k, dtype=float)
+                       for k, v in k2.items()}, spec) > 0
     assert not enum["kappa2"][~rec].any()
 
 
@@ -107,8 +122,8 @@ def test_kappa_fast_equals_definition_by_enumeration(problem):
 @settings(max_examples=10)
 def test_kappa_matches_finite_differences(problem):
     spec, T, p = problem
-    fd = norms.kappa_finite_difference(spec, p, T)
-    k = norms.kappa_flat(spec, p, T)
+    fd = host_vector(norms.kappa_finite_difference(spec, p, T), spec)
+    k = host_vector(norms.kappa(spec, p, T), spec)
     scale = norms.gamma2_recursion(spec, p, T) + k.max()
     # second differences with h = 1e-3 lose ~4 N eps gamma^2 / (2 h^2) <= 5e-7 gamma^2 to
     # round-off (N <= 1e3 flops per gamma^2) and O(h^4) to truncation after one Richardson step
@@ -120,11 +135,12 @@ def test_kappa_matches_finite_differences(problem):
 def test_printed_second_terms_are_fixed_fractions_of_the_true_one(problem):
     spec, T, p = problem
     P = UnrolledGraph(spec, T).count_paths()
-    enum = norms.kappa_enumeration(spec, p, T)
-    eq10 = norms.kappa2_lemma1_literal(spec, p, T)
-    eq11 = norms.kappa2_theorem3_literal(spec, p, T)
-    shifted = flat_params(spec, norms.kappa2_paper_matrix_form(spec, p, T, shift_h=True))
-    fast2 = flat_params(spec, norms.kappa2_fast(spec, p, T))
+    parts = norms.kappa_enumeration(spec, p, T)
+    enum = {f: host_vector(getattr(parts, f), spec) for f in ("kappa", "kappa2")}
+    eq10 = host_vector(norms.kappa2_lemma1_literal(spec, p, T), spec)
+    eq11 = host_vector(norms.kappa2_theorem3_literal(spec, p, T), spec)
+    shifted = host_vector(norms.kappa2_paper_matrix_form(spec, p, T, shift_h=True), spec)
+    fast2 = host_vector(norms.kappa2_fast(spec, p, T), spec)
     # all sides are sums of nonnegative terms; errors measured against kappa >= kappa2;
     # the (I - A)^-1 of Eq. 11 adds n_nodes^2 roundings at most
     tol = nonneg_bound(spec, T, P + UnrolledGraph(spec, T).n_nodes ** 2)
@@ -137,10 +153,10 @@ def test_printed_second_terms_are_fixed_fractions_of_the_true_one(problem):
 
 def test_printed_matrix_form_is_not_proportional():
     spec = ElmanSpec(2, (3,), 2, "relu", True, "every")
-    p = unflatten_params(spec, 0.8 * np.random.default_rng(3).standard_normal(n_params(spec)))
+    p = random_params(spec, np.random.default_rng(3))
     for T in (3, 4, 6):
-        true2 = norms.kappa_enumeration(spec, p, T)["kappa2"]
-        printed = flat_params(spec, norms.kappa2_paper_matrix_form(spec, p, T))
+        true2 = host_vector(norms.kappa_enumeration(spec, p, T).kappa2, spec)
+        printed = host_vector(norms.kappa2_paper_matrix_form(spec, p, T), spec)
         ratio = printed[true2 > 0] / true2[true2 > 0]
         # a proportional formula would give a ratio constant to ~1e-14; these differ by > 10%
         assert ratio.max() / ratio.min() > 1.1
@@ -148,7 +164,7 @@ def test_printed_matrix_form_is_not_proportional():
 
 def test_squared_pass_gives_kappa1_like_the_library_backward():
     spec = ElmanSpec(2, (3, 2), 2, "relu", True, "every")
-    p = unflatten_params(spec, 0.8 * np.random.default_rng(4).standard_normal(n_params(spec)))
+    p = random_params(spec, np.random.default_rng(4))
     T = 5
     h, delta = norms.squared_network_pass(spec, p, T)
     k1 = norms.kappa1_fast(spec, p, T)
@@ -164,14 +180,14 @@ def test_squared_pass_gives_kappa1_like_the_library_backward():
 
 def test_kappa_ratio_and_errors():
     spec = ElmanSpec(1, (2,), 1, "relu", False, "last")
-    p = unflatten_params(spec, np.full(n_params(spec), 0.5))
+    p = unflatten(np.full(n_params(spec), 0.5), spec, host=True)
     assert norms.kappa_ratio(spec, p, 1) == 0.0       # T = 1: no path repeats an edge
     assert norms.kappa_ratio(spec, p, 6) > 0.0
     with pytest.raises(ConfigError, match="undefined"):
-        norms.kappa_ratio(spec, unflatten_params(spec, np.zeros(n_params(spec))), 3)
+        norms.kappa_ratio(spec, unflatten(np.zeros(n_params(spec)), spec, host=True), 3)
     tanh = ElmanSpec(1, (2,), 1, "tanh")
     with pytest.raises(ConfigError, match="positively homogeneous"):
-        norms.kappa(tanh, unflatten_params(tanh, np.ones(n_params(tanh))), 3)
+        norms.kappa(tanh, unflatten(np.ones(n_params(tanh)), tanh, host=True), 3)
     with pytest.raises(ConfigError, match="T must be"):
         norms.gamma2_squared_network(spec, p, 0)
 
@@ -181,10 +197,11 @@ def test_kappa_with_zero_weights_has_no_division():
     spec = ElmanSpec(2, (2,), 1, "relu", True, "every")
     flat = 0.8 * np.random.default_rng(5).standard_normal(n_params(spec))
     flat[::3] = 0.0
-    p = unflatten_params(spec, flat)
+    p = unflatten(flat, spec, host=True)
     with np.errstate(all="raise"):
         enum = norms.kappa_enumeration(spec, p, 4)
-    assert rel(enum["kappa"], norms.kappa_flat(spec, p, 4)) <= nonneg_bound(spec, 4, 10_000)
+    assert rel(host_vector(enum.kappa, spec),
+               host_vector(norms.kappa(spec, p, 4), spec)) <= nonneg_bound(spec, 4, 10_000)
 
 
 @pytest.mark.slow
@@ -194,8 +211,8 @@ def test_kappa_definition_large(problem):
     spec, T, p = problem
     P = UnrolledGraph(spec, T).count_paths()
     enum = norms.kappa_enumeration(spec, p, T)
-    assert rel(enum["kappa"], norms.kappa_flat(spec, p, T)) <= nonneg_bound(
-        spec, T, P + n_params(spec))
+    assert rel(host_vector(enum.kappa, spec), host_vector(norms.kappa(spec, p, T), spec)) \
+        <= nonneg_bound(spec, T, P + n_params(spec))
     assert rel(norms.gamma2_enumeration(spec, p, T),
                norms.gamma2_squared_network(spec, p, T)) <= nonneg_bound(spec, T, P)
 
@@ -204,11 +221,41 @@ def test_fast_formulas_run_on_every_backend(xp):
     # kappa1 and Theorem 3 call the model's forward/backward on the active backend; results come
     # back as float64 host arrays equal to the host enumeration
     spec = ElmanSpec(2, (3,), 2, "relu", True, "every")
-    p = unflatten_params(spec, 0.8 * np.random.default_rng(6).standard_normal(n_params(spec)))
+    p = random_params(spec, np.random.default_rng(6))
     k = norms.kappa(spec, p, 4)
-    assert all(type(v) is np.ndarray and v.dtype == np.float64 for v in k.values())
+    assert is_by_name(spec, k)
     P = UnrolledGraph(spec, 4).count_paths()
     tol = nonneg_bound(spec, 4, P + n_params(spec))
-    assert rel(flat_params(spec, k), norms.kappa_enumeration(spec, p, 4)["kappa"]) <= tol
+    assert rel(host_vector(k, spec),
+               host_vector(norms.kappa_enumeration(spec, p, 4).kappa, spec)) <= tol
     assert rel(norms.gamma2_squared_network(spec, p, 4),
                norms.gamma2_recursion(spec, p, 4)) <= tol
+
+
+def test_every_kappa_function_returns_one_shape():
+    # a dict keyed by parameter name of float64 host arrays of each parameter's shape, like
+    # gradients; kappa_enumeration a frozen KappaParts whose fields are such dicts
+    spec = ElmanSpec(2, (2, 3), 1, "relu", True, "every")
+    p = random_params(spec, np.random.default_rng(7))
+    T = 3
+    results = {
+        "kappa": norms.kappa(spec, p, T),
+        "kappa (kappa^(1) only)": norms.kappa(spec, p, T, second_term=False),
+        "kappa1_fast": norms.kappa1_fast(spec, p, T),
+        "kappa2_fast": norms.kappa2_fast(spec, p, T),
+        "kappa2_paper_matrix_form": norms.kappa2_paper_matrix_form(spec, p, T),
+        "kappa2_paper_matrix_form shift_h": norms.kappa2_paper_matrix_form(spec, p, T,
+                                                                           shift_h=True),
+        "kappa2_lemma1_literal": norms.kappa2_lemma1_literal(spec, p, T),
+        "kappa2_theorem3_literal": norms.kappa2_theorem3_literal(spec, p, T),
+        "kappa_finite_difference": norms.kappa_finite_difference(spec, p, T),
+    }
+    parts = norms.kappa_enumeration(spec, p, T)
+    assert isinstance(parts, norms.KappaParts)
+    for field in ("kappa", "kappa1", "kappa2", "kappa2_eq10", "kappa2_eq11"):
+        results[f"kappa_enumeration.{field}"] = getattr(parts, field)
+    for name, k in results.items():
+        assert is_by_name(spec, k), name
+    with pytest.raises(AttributeError):
+        parts.kappa = {}                             # frozen
+    assert not hasattr(norms, "kappa_flat") and not hasattr(norms, "flat_params_dict")

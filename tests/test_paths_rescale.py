@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from rnnlab import ConfigError
 from rnnlab.models import ElmanRNN, ElmanSpec
-from rnnlab.paths import UnrolledGraph, fit_T, flat_params, n_params, norms, unflatten_params
+from rnnlab.params import host_vector, unflatten
+from rnnlab.paths import UnrolledGraph, fit_T, n_params, norms
 from rnnlab.paths import rescale as R
 
 from strategies import gains, seeds
@@ -28,7 +29,7 @@ def rescale_problems(draw, activations=("relu", "identity"), max_paths=20_000, m
     T = max(fit_T(spec, draw(st.integers(min_T, 5)), max_paths), min(min_T, 5))
     alpha = [np.array(draw(st.lists(gains, min_size=w, max_size=w))) for w in hidden]
     rng = np.random.default_rng(draw(seeds))
-    p = unflatten_params(spec, 0.8 * rng.standard_normal(n_params(spec)))
+    p = unflatten(0.8 * rng.standard_normal(n_params(spec)), spec, host=True)
     x = rng.standard_normal((T, 3, spec.n_in))
     return spec, T, p, alpha, x
 
@@ -76,34 +77,34 @@ def test_kappa_is_covariant_and_the_path_sgd_step_invariant(problem):
     # Theorem 2: kappa(T_a p) = kappa(p) / s^2 and grad(T_a p) = grad(p) / s, so the step
     # p - eta grad / kappa maps to s * (that step): the updated networks compute the same function
     spec, T, p, alpha, x = problem
-    s = flat_params(spec, R.rescaling_factors(spec, alpha))
+    s = host_vector(R.rescaling_factors(spec, alpha), spec)
     q = R.rescale(spec, p, alpha)
     target = np.random.default_rng(0).standard_normal(forward(spec, p, x).shape)
 
     def grad(params):
         model = ElmanRNN(spec, params)
         y, cache = model.forward(params, x)
-        return flat_params(spec, model.backward(params, y - target, cache)[0])
+        return host_vector(model.backward(params, y - target, cache)[0], spec)
 
     for second in (True, False):
-        kp = norms.kappa_flat(spec, p, T, second_term=second)
-        kq = norms.kappa_flat(spec, q, T, second_term=second)
+        kp = host_vector(norms.kappa(spec, p, T, second_term=second), spec)
+        kq = host_vector(norms.kappa(spec, q, T, second_term=second), spec)
         # nonnegative sums rescaled path by path: relative error <= 1e-12 at these sizes
         np.testing.assert_allclose(kq * s ** 2, kp, rtol=1e-12)
-        fp, fq = flat_params(spec, p), flat_params(spec, q)
+        fp, fq = host_vector(p, spec), host_vector(q, spec)
         # parameters on no path (W_rec when T = 1) have kappa = 0 and gradient 0: no step
         p1 = fp - 0.05 * np.divide(grad(p), kp, out=np.zeros_like(kp), where=kp > 0)
         q1 = fq - 0.05 * np.divide(grad(q), kq, out=np.zeros_like(kq), where=kq > 0)
         np.testing.assert_allclose(q1, s * p1, rtol=1e-12, atol=1e-12 * np.abs(s * fp).max())
-        y_p = forward(spec, unflatten_params(spec, p1), x)
-        y_q = forward(spec, unflatten_params(spec, q1), x)
-        scale = abs_scale(spec, unflatten_params(spec, p1), x)
+        y_p = forward(spec, unflatten(p1, spec, host=True), x)
+        y_q = forward(spec, unflatten(q1, spec, host=True), x)
+        scale = abs_scale(spec, unflatten(p1, spec, host=True), x)
         assert np.max(np.abs(y_p - y_q)) <= 1e-11 * scale   # 1e-12 steps, amplified by <= 10
 
 
 def test_plain_sgd_is_not_invariant():
     spec = ElmanSpec(2, (3,), 2, "relu", True, "every")
-    p = unflatten_params(spec, 0.8 * np.random.default_rng(1).standard_normal(n_params(spec)))
+    p = unflatten(0.8 * np.random.default_rng(1).standard_normal(n_params(spec)), spec, host=True)
     alpha = [np.array([0.3, 2.0, 3.5])]
     q = R.rescale(spec, p, alpha)
     x = np.random.default_rng(2).standard_normal((4, 5, 2))
@@ -126,7 +127,7 @@ def test_time_varying_factors_are_not_feasible(problem):
     assert np.all(res["spread"] == 0.0)        # constant factors: every E_i agrees exactly
     varying = [c * np.exp(rng.uniform(-0.7, 0.7, c.shape)) for c in const]
     res = R.per_time_rescaling(spec, p, T, varying)
-    assert res["residual"] > 1e-6 * np.abs(flat_params(spec, p)).max()
+    assert res["residual"] > 1e-6 * np.abs(host_vector(p, spec)).max()
 
 
 def test_required_recurrent_weights_differ_per_time():
@@ -153,12 +154,12 @@ def test_feasible_rescalings_have_one_factor_per_unit(hidden, n_in, n_out, bias,
 
 def test_rescaling_composes_and_checks_its_arguments():
     spec = ElmanSpec(2, (2, 3), 1, "relu", True, "every")
-    p = unflatten_params(spec, np.random.default_rng(3).standard_normal(n_params(spec)))
+    p = unflatten(np.random.default_rng(3).standard_normal(n_params(spec)), spec, host=True)
     a = [np.array([0.5, 2.0]), np.array([3.0, 0.25, 1.5])]
     b = [np.array([1.5, 0.3]), np.array([0.5, 4.0, 2.0])]
     ab = [x * y for x, y in zip(a, b)]
-    np.testing.assert_allclose(flat_params(spec, R.rescale(spec, R.rescale(spec, p, a), b)),
-                               flat_params(spec, R.rescale(spec, p, ab)), rtol=8 * EPS)
+    np.testing.assert_allclose(host_vector(R.rescale(spec, R.rescale(spec, p, a), b), spec),
+                               host_vector(R.rescale(spec, p, ab), spec), rtol=8 * EPS)
     assert np.array_equal(R.rescale(spec, p, [np.ones(2), np.ones(3)])["out.W"], p["out.W"])
     q = R.rescale(spec, p, a)
     np.testing.assert_allclose(q["layer1.b"], a[0] * p["layer1.b"])   # b^i scales by alpha^i
@@ -175,7 +176,7 @@ def test_rescaling_composes_and_checks_its_arguments():
 def test_negative_factor_breaks_relu_only(activation, changes):
     # Fig. 1's caption allows "any nonzero" factor; a ReLU commutes only with positive ones
     spec = ElmanSpec(2, (3,), 2, activation, True, "every")
-    p = unflatten_params(spec, 0.8 * np.random.default_rng(4).standard_normal(n_params(spec)))
+    p = unflatten(0.8 * np.random.default_rng(4).standard_normal(n_params(spec)), spec, host=True)
     q = R.rescale(spec, p, [np.array([-1.0, 1.0, 1.0])], check=False)
     x = np.random.default_rng(5).standard_normal((4, 16, 2))
     diff = np.max(np.abs(forward(spec, p, x) - forward(spec, q, x)))

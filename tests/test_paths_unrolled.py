@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from rnnlab import ConfigError, params as rparams
 from rnnlab.models import ElmanRNN, ElmanSpec
-from rnnlab.paths import (UnrolledGraph, fit_T, flat_params, n_params, param_index,
-                          param_names_flat, unflatten_params)
+from rnnlab.params import host_vector, unflatten
+from rnnlab.paths import UnrolledGraph, fit_T, n_params, param_index, param_names_flat
 
 from strategies import seeds
 
@@ -33,15 +33,15 @@ def path_problems(draw, activations=("relu", "identity"), max_paths=20_000,
 
 
 def random_params(spec, seed, scale=0.7):
-    return unflatten_params(spec, scale * np.random.default_rng(seed).standard_normal(
-        n_params(spec)))
+    return unflatten(scale * np.random.default_rng(seed).standard_normal(
+        n_params(spec)), spec, host=True)
 
 
 # ----------------------------------------------------------------------------- pi and names
 @given(path_problems())
 def test_param_index_matches_flatten_order(problem):
     spec, _, _ = problem
-    numbered = unflatten_params(spec, np.arange(n_params(spec), dtype=float))
+    numbered = unflatten(np.arange(n_params(spec), dtype=float), spec, host=True)
     vec, _ = rparams.flatten(numbered)
     for name, shape in spec.param_shapes().items():
         for idx in np.ndindex(*shape):
@@ -252,5 +252,5 @@ def test_reconstruction_large(hidden, T):
     bound = (len(paths) + (T + spec.layers) * (max(hidden) + 5)) * EPS
     assert np.max(np.abs(paths.reconstruct(x, p) - y)) <= bound * scale
     assert math.isclose(float(np.sum(paths.values(p) ** 2)),
-                        float(np.sum(np.prod(flat_params(spec, p)[None, :] ** (2 * paths.counts),
+                        float(np.sum(np.prod(host_vector(p, spec)[None, :] ** (2 * paths.counts),
                                              axis=1))), rel_tol=1e-9)

@@ -1,26 +1,36 @@
 """The claims table behind ``rnnlab verify``: it passes on the library, FAILs on planted bugs,
-and accepts checks registered from other modules."""
+accepts checks registered from other modules, and its command line builds without importing
+the checks."""
 from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from rnnlab import ConfigError
-from rnnlab.paths import verify
+from rnnlab.paths import checks, plants, verify_cli
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SMALL = dict(layers=(1, 2), widths=(2,), T=3, seeds=(0,), instances=1)
 
 
 @pytest.fixture(scope="module")
 def clean_results():
-    return verify.run_checks(**SMALL, include_reduction=False)
+    return checks.run_checks(**SMALL, include_reduction=False)
 
 
 def test_every_claim_passes(clean_results):
     failed = [(r.claim, r.error_text, r.note) for r in clean_results if not r.passed]
-    assert not failed, verify.format_table(clean_results)
+    assert not failed, checks.format_table(clean_results)
     assert len(clean_results) >= 15
     assert all(r.instances > 0 for r in clean_results)
-    table = verify.format_table(clean_results)
+    table = checks.format_table(clean_results)
     assert "PASS" in table and "FAIL" not in table and "exact" in table
     assert f"{len(clean_results)} claims checked, {len(clean_results)} passed, 0 failed" in table
 
@@ -39,56 +49,56 @@ def test_claims_cite_sources_and_errors_are_within_tolerance(clean_results):
     ("rescale_transpose", "leaves the function unchanged"),
 ])
 def test_planted_bug_makes_the_table_fail(plant, claim_text):
-    results = verify.run_checks(**SMALL, include_reduction=False, plant=plant)
+    results = checks.run_checks(**SMALL, include_reduction=False, plant=plant)
     failing = [r for r in results if not r.passed]
-    assert any(claim_text in r.claim for r in failing), verify.format_table(results)
-    assert "FAIL" in verify.format_table(results)
+    assert any(claim_text in r.claim for r in failing), checks.format_table(results)
+    assert "FAIL" in checks.format_table(results)
 
 
 def test_main_verify_exit_codes(capsys):
     argv = ["--layers", "1", "--widths", "2", "--instances", "1", "--no-reduction"]
-    assert verify.main_verify(argv + ["--only", "gamma^2"]) == 0
+    assert verify_cli.main_verify(argv + ["--only", "gamma^2"]) == 0
     assert "PASS" in capsys.readouterr().out
-    assert verify.main_verify(argv + ["--only", "kappa", "--plant", "kappa_factor"]) == 1
+    assert verify_cli.main_verify(argv + ["--only", "kappa", "--plant", "kappa_factor"]) == 1
     assert "FAIL" in capsys.readouterr().out
 
 
 def test_registered_checks_run_and_crashes_become_fail_rows():
-    saved = list(verify.CHECKS)
+    saved = list(checks.CHECKS)
     try:
-        @verify.register_check("a test claim that always holds", "test", group="extra")
+        @checks.register_check("a test claim that always holds", "test", group="extra")
         def _ok(ctx):
-            tally = verify.Tally(tolerance=1e-12)
+            tally = checks.Tally(tolerance=1e-12)
             for case in ctx.cases():
                 tally.add(0.0)
             return tally
 
-        @verify.register_check("a test claim whose check crashes", "test", group="extra")
+        @checks.register_check("a test claim whose check crashes", "test", group="extra")
         def _boom(ctx):
             raise RuntimeError("deliberate")
 
-        results = verify.run_checks(**SMALL, include_reduction=False, only="a test claim")
+        results = checks.run_checks(**SMALL, include_reduction=False, only="a test claim")
         assert [r.passed for r in results] == [True, False]
         assert results[0].instances == 8 and results[0].error == 0.0
         assert "RuntimeError: deliberate" in results[1].note
     finally:
-        verify.CHECKS[:] = saved
+        checks.CHECKS[:] = saved
 
 
 def test_reduction_group_is_skipped_on_request():
-    saved = list(verify.CHECKS)
+    saved = list(checks.CHECKS)
     try:
-        verify.register_check("a reduction claim", "gsgd", group="reduction_checks")(
-            lambda ctx: verify.Tally())
-        names = [r.claim for r in verify.run_checks(**SMALL, include_reduction=False,
+        checks.register_check("a reduction claim", "gsgd", group="reduction_checks")(
+            lambda ctx: checks.Tally())
+        names = [r.claim for r in checks.run_checks(**SMALL, include_reduction=False,
                                                     only="a reduction claim")]
         assert names == []
     finally:
-        verify.CHECKS[:] = saved
+        checks.CHECKS[:] = saved
 
 
 def test_enumeration_claims_shorten_the_unroll_to_fit_the_limit():
-    results = verify.run_checks(layers=(1,), widths=(2,), T=5, instances=1, max_paths=60,
+    results = checks.run_checks(layers=(1,), widths=(2,), T=5, instances=1, max_paths=60,
                                 include_reduction=False, only="gamma^2: explicit path sum")
     assert len(results) == 1 and results[0].passed
     assert "T lowered on 4 instances" in results[0].note
@@ -96,14 +106,60 @@ def test_enumeration_claims_shorten_the_unroll_to_fit_the_limit():
 
 def test_bad_arguments():
     with pytest.raises(ConfigError, match="plant must be one of"):
-        verify.run_checks(plant="nonsense")
+        checks.run_checks(plant="nonsense")
     with pytest.raises(ConfigError, match="T must be"):
-        verify.run_checks(T=0)
+        checks.run_checks(T=0)
 
 
 @pytest.mark.slow
 def test_full_default_table_passes():
     # this part's claims only; the reduction-graph claims have their own tests
-    results = verify.run_checks(layers=(1, 2, 3), widths=(1, 2, 3), T=4, seeds=(0, 1),
+    results = checks.run_checks(layers=(1, 2, 3), widths=(1, 2, 3), T=4, seeds=(0, 1),
                                 instances=2, include_reduction=False)
-    assert all(r.passed for r in results), verify.format_table(results)
+    assert all(r.passed for r in results), checks.format_table(results)
+
+
+def test_the_plants_are_the_cli_choices_and_each_one_is_used():
+    # every planted bug has a description, is offered by --plant, and is tested to FAIL a row
+    # (the four above, the three reduction plants in test_paths_basis.py)
+    parser = verify_cli.add_verify_arguments(argparse.ArgumentParser())
+    choices = next(a.choices for a in parser._actions if a.dest == "plant")
+    assert sorted(choices) == sorted(plants.PLANTS) and len(plants.PLANTS) == 7
+    assert all(plants.PLANTS.values())
+    assert checks.PLANTS is plants.PLANTS
+
+
+HEAVY = ["rnnlab.paths.checks", "rnnlab.paths.claims", "rnnlab.paths.reduction_checks",
+         "rnnlab.paths.norms", "rnnlab.paths.unrolled", "rnnlab.paths.reduction",
+         "rnnlab.paths.basis", "rnnlab.paths.exact", "rnnlab.paths.rescale", "matplotlib"]
+
+
+@pytest.mark.parametrize("module", ["rnnlab.paths.verify_cli"])
+def test_building_the_cli_imports_no_checks_path_modules_or_matplotlib(module):
+    # a fresh interpreter: this test process has long imported everything
+    code = (f"import argparse, json, sys, importlib\n"
+            f"m = importlib.import_module({module!r})\n"
+            f"m.add_verify_arguments(argparse.ArgumentParser())\n"
+            f"print(json.dumps(sorted(sys.modules)))\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(json.loads(proc.stdout))
+    assert module in loaded                       # the probe did import what it tests
+    heavy = sorted(m for m in loaded if m in HEAVY or m.startswith("matplotlib."))
+    assert not heavy, f"building the verify CLI imported {heavy}"
+
+
+def test_python_m_rnnlab_verify_runs_and_fails_on_a_plant():
+    # the real command line, through rnnlab.cli: exit 0 on the library, 1 with a planted bug
+    argv = [sys.executable, "-m", "rnnlab", "verify", "--layers", "1", "--widths", "2",
+            "--instances", "1", "--no-reduction", "--only", "kappa (kappa^(1) + corrected"]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    ok = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert ok.returncode == 0 and "1 claims checked, 1 passed, 0 failed" in ok.stdout, ok.stderr
+    bad = subprocess.run(argv + ["--plant", "kappa_factor"], capture_output=True, text=True,
+                         env=env, cwd=ROOT, timeout=120)
+    assert bad.returncode == 1 and "FAIL" in bad.stdout, bad.stderr

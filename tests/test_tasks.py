@@ -10,14 +10,14 @@ from rnnlab import AddingProblem, ConfigError, backend, make_task
 
 
 def _batch(task, seed, B):
-    x, targets, mask = task.batch(backend.rng(seed), B)
+    x, targets, mask = task.batch(backend.host_rng(seed), B)
     return backend.to_host(x), backend.to_host(targets), mask
 
 
 @pytest.mark.parametrize("T", [2, 3, 7, 50])
 def test_batch_layout(xp, T):
     task = AddingProblem(T)
-    x, targets, mask = task.batch(backend.rng(1), 64)
+    x, targets, mask = task.batch(backend.host_rng(1), 64)
     assert isinstance(x, xp.ndarray) and isinstance(targets, xp.ndarray)
     assert x.shape == (T, 64, 2) and targets.shape == (64, 1) and mask is None
     assert x.dtype == np.float32 and targets.dtype == np.float32  # the training dtype
@@ -38,7 +38,7 @@ def test_batch_layout(xp, T):
 
 
 def test_batch_float64():
-    x, targets, _ = AddingProblem(5, dtype="float64").batch(backend.rng(0), 3)
+    x, targets, _ = AddingProblem(5, dtype="float64").batch(backend.host_rng(0), 3)
     assert x.dtype == np.float64 and targets.dtype == np.float64
 
 
@@ -63,11 +63,16 @@ def test_same_seed_same_batch(xp):
     assert not np.array_equal(a[0], c[0])
 
 
+def _eval_set(task, n, seed):
+    (batch,) = task.eval_batches(n, seed, batch_size=n)
+    return batch
+
+
 def test_eval_set_is_fixed(xp):
     task = AddingProblem(6)
-    a = task.eval_set(50, seed=3)
-    b = task.eval_set(50, seed=3)
-    c = task.eval_set(50, seed=4)
+    a = _eval_set(task, 50, seed=3)
+    b = _eval_set(task, 50, seed=3)
+    c = _eval_set(task, 50, seed=4)
     for u, v in zip(a[:2], b[:2]):
         np.testing.assert_array_equal(backend.to_host(u), backend.to_host(v))
     assert not np.array_equal(backend.to_host(a[0]), backend.to_host(c[0]))
@@ -76,11 +81,32 @@ def test_eval_set_is_fixed(xp):
     assert not np.array_equal(backend.to_host(a[0]), _batch(task, 3, 50)[0])
 
 
+def test_eval_batches_are_bounded_and_cover_n(xp):
+    task = AddingProblem(5)
+    sizes = [x.shape[1] for x, _, _ in task.eval_batches(23, seed=1, batch_size=10)]
+    assert sizes == [10, 10, 3]
+    again = [backend.to_host(x) for x, _, _ in task.eval_batches(23, seed=1, batch_size=10)]
+    first = [backend.to_host(x) for x, _, _ in task.eval_batches(23, seed=1, batch_size=10)]
+    for u, v in zip(again, first):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_batches_are_identical_on_every_backend(xp):
+    """Data are drawn on the host: the same seed gives the same batch whatever the backend."""
+    task = AddingProblem(7)
+    with backend.use_backend("numpy"):
+        reference = [backend.to_host(a) for a in task.batch(backend.host_rng(9), 4)[:2]]
+    got = task.batch(backend.host_rng(9), 4)
+    assert isinstance(got[0], xp.ndarray)
+    for u, v in zip(got[:2], reference):
+        np.testing.assert_array_equal(backend.to_host(u), v)
+
+
 def test_chance_level_is_one_sixth(xp):
     """Predicting 1 for every sequence: MSE = Var(U1 + U2) = 1/6."""
     task = AddingProblem(4, dtype="float64")
     n = 200_000
-    x, targets, mask = task.batch(backend.rng(7), n)
+    x, targets, mask = task.batch(backend.host_rng(7), n)
     ones = backend.to_device(np.ones((n, 1)))
     value = task.metric(ones, targets, mask)["mse"]
     # (U1 + U2 - 1)^2 has variance E[Z^4] - (1/6)^2 = 1/15 - 1/36 = 7/180 (Z triangular on
@@ -88,6 +114,7 @@ def test_chance_level_is_one_sixth(xp):
     se = math.sqrt(7 / 180 / n)
     assert abs(value - 1 / 6) < 5 * se
     assert task.baseline() == {"mse": pytest.approx(1 / 6, rel=1e-15)}  # one rounding of 1/6
+    assert task.metric_name == "mse" and task.baseline_value() == task.baseline()["mse"]
 
 
 def test_metric_is_mse_of_last_step():
@@ -101,6 +128,10 @@ def test_make_task():
     task = make_task("adding", T=12)
     assert isinstance(task, AddingProblem) and task.T == 12
     assert repr(task) == "AddingProblem(T=12)"
+    assert make_task("adding").T == 100  # the declared default
+    with pytest.raises(ConfigError, match=r"task 'adding' has no option 'length'; "
+                                          r"its options: T"):
+        make_task("adding", length=5)
 
 
 @pytest.mark.parametrize("T,message", [(1, "T must be an integer >= 2; got 1"),
@@ -114,7 +145,7 @@ def test_bad_length(T, message):
 
 def test_bad_batch_size():
     with pytest.raises(ConfigError, match="batch_size must be an integer >= 1; got 0"):
-        AddingProblem(4).batch(backend.rng(0), 0)
+        AddingProblem(4).batch(backend.host_rng(0), 0)
 
 
 def test_bad_dtype():

@@ -25,23 +25,22 @@
 #
 # Run it as a script (`python tutorials/01_bptt.py`) or open it as a notebook with jupytext.
 # `RNNLAB_FAST=1` shrinks every size so the whole file runs in seconds; figures go to
-# `RNNLAB_TUTORIAL_OUT` (default `./runs/tutorials`).
+# `RNNLAB_TUTORIAL_OUT` (default `./runs/tutorials`) and, in a notebook, also show under their
+# cell. The last cell prints `01_bptt: all checks passed`, which it reaches only if every assert
+# before it held.
 #
 # Shapes, as everywhere in rnnlab: T steps, B sequences in a batch, n_in inputs, H hidden units,
 # n_out outputs. Arrays are time-major: `x : (T, B, n_in)`.
 
 # %%
-from _setup import FAST, OUT  # first: Agg off-screen, repo root on the path, fast mode
+from _setup import FAST, draw, finish, save_figure  # first: Agg in scripts, repo on the path
 
-import time
-
-import matplotlib.pyplot as plt
 import numpy as np
 
 import rnnlab
 from rnnlab import AddingProblem, ElmanRNN, backend, gradcheck, losses, objective
 
-START = time.perf_counter()
+FIGURES = ("01_bptt_gradient_norms.png",)  # every figure this chapter saves (the test reads it)
 print(f"rnnlab {rnnlab.__version__}, backend {backend.backend_name()}, fast mode {FAST}")
 
 # %% [markdown]
@@ -245,7 +244,7 @@ assert report.passed(1e-6)
 # %%
 check_T, check_H, check_B = (6, 4, 3) if FAST else (20, 10, 8)
 task = AddingProblem(check_T, dtype="float64")
-xc, tc, _ = task.batch(backend.rng(1), check_B)
+xc, tc, _ = task.batch(backend.host_rng(1), check_B)
 for activation in ("relu", "tanh"):
     model = ElmanRNN.create(task.n_in, check_H, task.n_out, activation=activation,
                             init="orthogonal", seed=1, dtype="float64")
@@ -341,7 +340,7 @@ T4, H4, B4 = (30, 16, 8) if FAST else (100, 100, 64)
 GAINS = (0.8, 1.0, 1.2)
 ACTIVATIONS = ("relu", "tanh")
 task = AddingProblem(T4, dtype="float64")
-x4, t4, _ = task.batch(backend.rng(0), B4)
+x4, t4, _ = task.batch(backend.host_rng(0), B4)
 
 base = ElmanRNN.create(task.n_in, H4, task.n_out, init="orthogonal", seed=0, dtype="float64")
 Q = backend.to_host(base.params["layer1.W_rec"])
@@ -366,30 +365,9 @@ for init in RECURRENT:
 print(f"{'gain^T':<17}" + "".join(f"{g ** T4:>11.1e}" for g in GAINS))
 
 # %%
-fig, axes = plt.subplots(len(RECURRENT), len(ACTIVATIONS), figsize=(10, 7), sharex=True,
-                         sharey=True, squeeze=False)
-colors = {0.8: "tab:blue", 1.0: "tab:green", 1.2: "tab:red"}
-steps = np.arange(T4 + 1)
-for row, init in enumerate(RECURRENT):
-    for col, activation in enumerate(ACTIVATIONS):
-        ax = axes[row, col]
-        for gain in GAINS:
-            ax.semilogy(steps, ratios[init, activation, gain], color=colors[gain],
-                        label=f"gain {gain}")
-        ax.axhline(1.0, color="0.5", lw=0.8, ls=":")
-        ax.set_title(f"{activation}, $W_{{rec}}$ = gain × {init}")
-        ax.grid(True, which="major", alpha=0.3)
-        if row == len(RECURRENT) - 1:
-            ax.set_xlabel("time step t (loss at t = T)")
-        if col == 0:
-            ax.set_ylabel(r"$\|\partial L/\partial h_t\| \,/\, \|\partial L/\partial h_T\|$")
-axes[0, 0].legend(loc="lower right")
-fig.suptitle(f"Gradient reaching step t, adding problem T={T4}, H={H4}, B={B4}")
-fig.tight_layout()
-figure_path = OUT / "01_bptt_gradient_norms.png"
-fig.savefig(figure_path, dpi=120)
-plt.close(fig)
-print(f"figure saved to {figure_path.resolve()}")
+fig = draw.gradient_ratios(ratios, RECURRENT, ACTIVATIONS, GAINS,
+                           f"Gradient reaching step t, adding problem T={T4}, H={H4}, B={B4}")
+save_figure(fig, "01_bptt_gradient_norms.png")
 
 # %% [markdown]
 # **What the figure shows** (full mode: T = 100, H = 100, B = 64; the numbers of the fast
@@ -466,4 +444,4 @@ print(f"figure saved to {figure_path.resolve()}")
 #    why? (Hint: its other eigenvalues are below 1.)
 
 # %%
-print(f"tutorial 01 finished in {time.perf_counter() - START:.1f} s; figures in {OUT.resolve()}")
+finish("01_bptt", FIGURES)  # prints "01_bptt: all checks passed": every assert above held

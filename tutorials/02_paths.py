@@ -14,44 +14,51 @@
 # %% [markdown]
 # # Tutorial 02 — Paths through a ReLU RNN
 #
+# It follows two papers, and since both number their theorems from 1, every reference below
+# names its paper:
+#
+# * **the Path-SGD paper**, `path-sgd-relu-rnn.md` (Neyshabur, Wu, Salakhutdinov and Srebro,
+#   *Path-Normalized Optimization of Recurrent Neural Networks with ReLU Activations*);
+# * **the G-SGD paper**, `path-space-rnn-gsgd.md` (*Path Space for Recurrent Neural Networks
+#   with ReLU Activations*).
+#
 # A ReLU RNN unrolled over T steps is a feed-forward network whose weights are *shared* across
-# time (`path-sgd-relu-rnn.md`, Section 2). Every output is a sum over the network's
+# time (the Path-SGD paper, Section 2). Every output is a sum over the network's
 # input-to-output **paths** of (product of the weights on the path) x (is every ReLU on the path
-# on?) x (the input the path starts from) (`path-space-rnn-gsgd.md`, Eq. 3). This tutorial builds
+# on?) x (the input the path starts from) (Eq. 3 of the G-SGD paper). This tutorial builds
 # that picture for a 2-unit network you can read completely:
 #
 # 1. the unrolled graph, drawn, with every edge labelled by the parameter it shares;
 # 2. its paths, their values and counting vectors, and the output rebuilt from them;
 # 3. the path regularizer gamma^2 three ways, and its curvature kappa used by Path-SGD —
-#    including a place where the paper's printed formula is off;
+#    including a place where the Path-SGD paper's printed formula is off;
 # 4. a node-wise rescaling: the weights change, the function and every path value do not;
 # 5. why such a rescaling must use the same factor at every time step;
 # 6. how fast the number of paths grows with T;
 # 7. basis paths and the skeleton: a few path values from which all others follow, and what
-#    they (with a few signs) say about the function (`path-space-rnn-gsgd.md` Sections 3-4).
+#    they (with a few signs) say about the function (the G-SGD paper, Sections 3-4).
 #
 # Run it as a script (`python tutorials/02_paths.py`) or open it with jupytext.
 # `RNNLAB_FAST=1` shrinks the work; figures go to `RNNLAB_TUTORIAL_OUT` (default
-# `./runs/tutorials`).
+# `./runs/tutorials`) and, in a notebook, also show under their cell. The last cell prints
+# `02_paths: all checks passed`, which it reaches only if every assert before it held.
 
 # %%
-from _setup import FAST, OUT  # first: Agg off-screen, repo root on the path, fast mode
+from _setup import FAST, draw, finish, save_figure  # first: Agg in scripts, repo on the path
 
 import collections
-import time
 from fractions import Fraction
 
-import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
 
 import rnnlab
 from rnnlab import ElmanRNN, ElmanSpec
+from rnnlab.params import host_vector, unflatten
 from rnnlab.paths import (BasisPaths, Skeleton, UnrolledGraph, algorithm1_masks, exact,
-                          flat_params, forward_exact, norms, param_names_flat, rescale,
-                          unflatten_params)
+                          forward_exact, norms, param_names_flat, rescale)
 
-START = time.perf_counter()
+FIGURES = ("02_unrolled_graph.png", "02_reduction_graph.png", "02_path_counts.png",
+           "02_skeleton.png")  # every figure this chapter saves (the test reads it)
 np.set_printoptions(precision=4, suppress=True)
 print(f"rnnlab {rnnlab.__version__}, fast mode {FAST}")
 
@@ -85,105 +92,23 @@ assert graph.n_nodes == T * (1 + 2) + 1 and graph.n_edges == T * 2 + (T - 1) * 4
 # on T - 1 = 2 edges each.
 
 # %%
-def draw_unrolled(graph, ax):
-    spec = graph.spec
-    pos = {}
-    for v, node in enumerate(graph.nodes):
-        if node.kind == "bias":
-            pos[v] = (0.2, -0.9)
-        elif node.kind == "input":
-            pos[v] = (node.time, node.unit * 0.5)
-        elif node.kind == "hidden":
-            base = 1.0 + sum(h + 0.6 for h in spec.hidden[:node.layer - 1])
-            pos[v] = (node.time + 0.15 * node.unit, base + node.unit)
-        else:
-            pos[v] = (node.time, 1.0 + sum(h + 0.6 for h in spec.hidden) + 0.5 * node.unit)
-    styles = {"input": dict(color="tab:blue", ls="-"), "rec": dict(color="tab:red", ls="--"),
-              "out": dict(color="tab:green", ls="-"), "bias": dict(color="0.6", ls=":")}
-    for e in range(graph.n_edges):
-        u, v = graph.nodes[graph.edge_src[e]], graph.nodes[graph.edge_dst[e]]
-        kind = ("bias" if u.kind == "bias" else "out" if v.kind == "output"
-                else "rec" if u.layer == v.layer else "input")
-        (x0, y0), (x1, y1) = pos[graph.edge_src[e]], pos[graph.edge_dst[e]]
-        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                    arrowprops=dict(arrowstyle="->", lw=1.0, shrinkA=7, shrinkB=7,
-                                    connectionstyle="arc3,rad=0.08", **styles[kind]))
-    colours = {"input": "tab:blue", "bias": "0.6", "hidden": "white", "output": "tab:green"}
-    for v, node in enumerate(graph.nodes):
-        ax.scatter(*pos[v], s=380, c=colours[node.kind], edgecolors="k", zorder=3)
-        ax.annotate(str(node).replace("[t=", "\n").replace("]", ""), pos[v], ha="center",
-                    va="center", fontsize=7, zorder=4)
-    for kind, st in styles.items():
-        ax.plot([], [], label={"input": "W_in", "rec": "W_rec (shared over time)",
-                               "out": "W_out", "bias": "bias node"}[kind], **st)
-    ax.set_xlabel("time step t")
-    ax.set_xticks(range(1, graph.T + 1))
-    ax.set_yticks([])
-    ax.legend(loc="upper left", fontsize=7)
-    ax.set_title(f"unrolled graph, T = {graph.T}: {graph.count_paths()} paths")
-
-
-fig, ax = plt.subplots(figsize=(7, 4.5))
-draw_unrolled(graph, ax)
-fig.tight_layout()
-fig.savefig(OUT / "02_unrolled_graph.png", dpi=120)
-plt.close(fig)
-print("saved", OUT / "02_unrolled_graph.png")
+fig = draw.unrolled_graph(graph)
+save_figure(fig, "02_unrolled_graph.png")
 
 # %% [markdown]
 # ### The reduction graph (time removed)
 #
-# `path-space-rnn-gsgd.md` Section 3.2 collapses time: one node per unit, one edge per
-# parameter, and paths that cross at most one recurrent edge (Definition 3). rnnlab builds it
-# with `rnnlab.paths.reduction.ReductionGraph`; section 7 picks its basis paths.
+# Section 3.2 of the G-SGD paper collapses time: one node per unit, one edge per parameter, and
+# paths that cross at most one recurrent edge (Definition 3 of the G-SGD paper). rnnlab builds
+# it with `rnnlab.paths.reduction.ReductionGraph`; section 7 picks its basis paths.
 
 # %%
 from rnnlab.paths.reduction import ReductionGraph
 
-
-def draw_reduction(red, ax, highlight=None, title=None):
-    """Draw a reduction graph; ``highlight`` maps edges (flat parameter indices) to colours."""
-    highlight = highlight or {}
-    rpos = {}
-    for node in red.nodes:
-        height = {"input": 0.0, "bias": 0.0, "hidden": float(node.layer),
-                  "output": float(red.spec.layers + 1)}[node.kind]
-        width = sum(1 for n in red.nodes if n.kind == node.kind and n.layer == node.layer)
-        rpos[node] = ((node.unit - (width - 1) / 2) if node.kind != "bias"   # centred rows
-                      else (red.spec.n_in - 1) / 2 + 0.7, height)            # bias: right of x
-    for e in red.edges:
-        (x0, y0), (x1, y1) = rpos[e.src], rpos[e.dst]
-        rec = e.kind == "rec"
-        colour = highlight.get(e.param, "tab:red" if rec else "k")
-        lw, alpha = (2.8, 1.0) if e.param in highlight else (1.0, 0.35 if highlight else 1.0)
-        if rec and e.src == e.dst:   # a self-loop W_rec[j, j], drawn on the outer side
-            side = -1.0 if x0 < 0 or (x0 == 0 and e.src.unit == 0) else 1.0
-            ax.add_patch(matplotlib.patches.Circle((x0 + 0.28 * side, y0), 0.13, fill=False,
-                                                   ls="--", color=colour, lw=lw, alpha=alpha))
-            continue
-        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                    arrowprops=dict(arrowstyle="->", shrinkA=11, shrinkB=11, lw=lw, alpha=alpha,
-                                    connectionstyle="arc3,rad=0.35" if rec else "arc3",
-                                    color=colour, ls="--" if rec else "-"))
-    for node, (x0, y0) in rpos.items():
-        ax.scatter(x0, y0, s=520, c="white", edgecolors="k", zorder=3)
-        ax.annotate(str(node), (x0, y0), ha="center", va="center", fontsize=7, zorder=4)
-    xs = [p[0] for p in rpos.values()]
-    ax.set_xlim(min(xs) - 0.55, max(xs) + 0.55)
-    ax.set_ylim(-0.35, red.spec.layers + 1.35)
-    ax.set_aspect("equal")
-    ax.set_axis_off()
-    ax.set_title(title or f"reduction graph: {len(red.paths)} paths (<= 1 recurrent edge)\n"
-                          "dashed: W_rec (circles: self-loops W_rec[j, j])", fontsize=8)
-
-
 red = ReductionGraph(spec)
-fig, ax = plt.subplots(figsize=(4.5, 4))
-draw_reduction(red, ax)
-fig.tight_layout()
-fig.savefig(OUT / "02_reduction_graph.png", dpi=120)
-plt.close(fig)
-w = flat_params(spec, params)
+fig = draw.reduction_graph(red)
+save_figure(fig, "02_reduction_graph.png")
+w = host_vector(params, spec)
 for path in red.paths:
     print(f"  {red.describe(path):40s} value {float(red.value(path, w)):+.4f}")
 assert len(red.paths) == red.count_paths() == 6 and red.n_params == len(names) == 8
@@ -207,7 +132,8 @@ assert len(paths) == 2 + 4 + 8   # n_in * (H + H^2 + H^3) * n_out paths end at y
 
 # %% [markdown]
 # For an input batch, each path is either fully on (all the ReLUs it passes are active) or off.
-# Eq. 3: y = sum over paths of value x activation x input — exactly the network's output.
+# Eq. 3 of the G-SGD paper: y = sum over paths of value x activation x input — exactly the
+# network's output.
 
 # %%
 rng = np.random.default_rng(0)
@@ -224,10 +150,11 @@ assert np.allclose(rebuilt, y, rtol=1e-13, atol=1e-13)
 # %% [markdown]
 # ## 3. The path regularizer gamma^2, three ways
 #
-# gamma^2 = sum over paths of the product of squared weights (Eq. 2). It can also be built node
-# by node, gamma_v^2 = sum_{u -> v} gamma_u^2 w^2 (Eq. 3), or — Theorem 3 — read off as the
-# summed output of the same network with squared weights on the all-ones input: all values are
-# then >= 0, so the ReLUs do nothing and the forward pass *is* the path sum.
+# gamma^2 = sum over paths of the product of squared weights (Eq. 2 of the Path-SGD paper). It
+# can also be built node by node, gamma_v^2 = sum_{u -> v} gamma_u^2 w^2 (Eq. 3 of the Path-SGD
+# paper), or — Theorem 3 of the Path-SGD paper — read off as the summed output of the same
+# network with squared weights on the all-ones input: all values are then >= 0, so the ReLUs do
+# nothing and the forward pass *is* the path sum.
 
 # %%
 g_enum = norms.gamma2_enumeration(spec, params, T)
@@ -240,38 +167,39 @@ assert abs(g_enum - g_rec) < 1e-13 * g_enum and abs(g_enum - g_sq) < 1e-13 * g_e
 # ### kappa: the curvature Path-SGD divides by
 #
 # Path-SGD updates p_i <- p_i - eta (dL/dp_i) / kappa_i with kappa_i = 1/2 d^2 gamma^2 / dp_i^2
-# (Eq. 8). A path using p_i c times contributes p_i^(2c) R, so kappa_i collects
-# c (2c - 1) p_i^(2c-2) R = [c + 2c(c-1)] p_i^(2c-2) R. The first part, kappa^(1), is one
-# backward pass of the squared network; the second, kappa^(2), exists only for W_rec (only
+# (Eq. 8 of the Path-SGD paper). A path using p_i c times contributes p_i^(2c) R, so kappa_i
+# collects c (2c - 1) p_i^(2c-2) R = [c + 2c(c-1)] p_i^(2c-2) R. The first part, kappa^(1), is
+# one backward pass of the squared network; the second, kappa^(2), exists only for W_rec (only
 # recurrent weights can repeat on a path).
 #
-# The paper's Lemma 1 writes kappa^(2) with ordered pairs of repeated edges — c(c-1) per path,
-# half the true 2c(c-1) — and its matrix form in Section 4.4 is a further factor 2 short and
-# pairs each h_t with the gradient one step too early. `rnnlab.paths.norms.kappa` uses the
-# corrected form; we check it three ways.
+# Lemma 1 of the Path-SGD paper (its Eq. 10) writes kappa^(2) with ordered pairs of repeated
+# edges — c(c-1) per path, half the true 2c(c-1) — and its matrix form in Section 4.4 of the
+# Path-SGD paper is a further factor 2 short and pairs each h_t with the gradient one step too
+# early. `rnnlab.paths.norms.kappa` uses the corrected form; we check it three ways.
 
 # %%
-k_fast = norms.kappa_flat(spec, params, T)
-k_enum = norms.kappa_enumeration(spec, params, T)
-k_fd = norms.kappa_finite_difference(spec, params, T)
-k_paper = flat_params(spec, norms.kappa1_fast(spec, params, T)) + flat_params(
-    spec, norms.kappa2_paper_matrix_form(spec, params, T))
+k_fast = host_vector(norms.kappa(spec, params, T), spec)   # kappa: a dict by name, flattened
+k_enum = {part: host_vector(k, spec)                       # the KappaParts fields, flattened
+          for part, k in vars(norms.kappa_enumeration(spec, params, T)).items()}
+k_fd = host_vector(norms.kappa_finite_difference(spec, params, T), spec)
+k_paper = host_vector(norms.kappa1_fast(spec, params, T), spec) + host_vector(
+    norms.kappa2_paper_matrix_form(spec, params, T), spec)
 print(f"{'parameter':18s} {'enumeration':>12s} {'fast':>12s} {'finite diff':>12s} "
-      f"{'paper 4.4':>12s}")
+      f"{'Path-SGD 4.4':>12s}")
 for i, name in enumerate(names):
     print(f"{name:18s} {k_enum['kappa'][i]:12.6f} {k_fast[i]:12.6f} {k_fd[i]:12.6f} "
           f"{k_paper[i]:12.6f}")
 assert np.allclose(k_fast, k_enum["kappa"], rtol=1e-13)
 assert np.allclose(k_fd, k_fast, rtol=1e-6, atol=1e-9)
-print("the paper's Eq. 10 is half the true second term:",
+print("Eq. 10 (Lemma 1) of the Path-SGD paper is half the true second term:",
       np.allclose(2 * k_enum["kappa2_eq10"], k_enum["kappa2"]))
 
 # %% [markdown]
 # ## 4. Rescale a unit: the weights move, the function does not
 #
 # Multiply everything flowing into hidden unit 0 by alpha = 3 and everything flowing out of it by
-# 1/3 (Theorem 1). The recurrent self-weight W_rec[0,0] is both, so it stays; W_rec[0,1] grows,
-# W_rec[1,0] shrinks.
+# 1/3 (Theorem 1 of the Path-SGD paper). The recurrent self-weight W_rec[0,0] is both, so it
+# stays; W_rec[0,1] grows, W_rec[1,0] shrinks.
 
 # %%
 alpha = [np.array([3.0, 1.0])]
@@ -286,14 +214,15 @@ print("gamma^2 before / after           :", g_enum, norms.gamma2_enumeration(spe
 assert np.allclose(y2, y, rtol=1e-13, atol=1e-13) and np.allclose(v2, values, rtol=1e-13)
 
 # %% [markdown]
-# Path-SGD's step is invariant too (Theorem 2): kappa of the rescaled network is kappa / s^2
-# where s is each parameter's scale factor, and the gradient is divided by s, so the step is
-# multiplied by s — the same move, seen in rescaled coordinates. Plain SGD has no such property.
+# Path-SGD's step is invariant too (Theorem 2 of the Path-SGD paper): kappa of the rescaled
+# network is kappa / s^2 where s is each parameter's scale factor, and the gradient is divided
+# by s, so the step is multiplied by s — the same move, seen in rescaled coordinates. Plain SGD
+# has no such property.
 
 # %%
-s = flat_params(spec, rescale.rescaling_factors(spec, alpha))
+s = host_vector(rescale.rescaling_factors(spec, alpha), spec)
 print("kappa(rescaled) * s^2 == kappa:",
-      np.allclose(norms.kappa_flat(spec, scaled, T) * s ** 2, k_fast, rtol=1e-12))
+      np.allclose(host_vector(norms.kappa(spec, scaled, T), spec) * s ** 2, k_fast, rtol=1e-12))
 
 # %% [markdown]
 # ## 5. Why the factor must be the same at every step
@@ -323,17 +252,13 @@ print("dimension of the feasible family:", rescale.feasible_rescaling_dimension(
 
 # %%
 Ts = range(1, 9 if FAST else 21)
-fig, ax = plt.subplots(figsize=(5, 3.5))
+counts_by_width = {}
 for H in (1, 2, 4, 8):
     counts = [UnrolledGraph(ElmanSpec(1, (H,), 1, bias=True, outputs="every"), t).count_paths()
               for t in Ts]
-    ax.semilogy(list(Ts), counts, marker="o", ms=3, label=f"H = {H}")
-ax.set_xlabel("T")
-ax.set_ylabel("number of paths (exact DP)")
-ax.legend()
-fig.tight_layout()
-fig.savefig(OUT / "02_path_counts.png", dpi=120)
-plt.close(fig)
+    counts_by_width[H] = counts
+fig = draw.path_counts(Ts, counts_by_width)
+save_figure(fig, "02_path_counts.png")
 big = UnrolledGraph(ElmanSpec(1, (8,), 1, outputs="every"), 20).count_paths()
 print(f"H = 8, T = 20: {big:,} paths (a Python int; no overflow)")
 
@@ -342,24 +267,28 @@ print(f"H = 8, T = 20: {big:,} paths (a Python int; no overflow)")
 #
 # The 14 path values of section 2 are not independent. x1 -> h0 -> h0 -> h0 -> y has value
 # W_in[0] W_rec[0,0]^2 W_out[0], which is (value of x -> h0 -> h0 -> y)^2 / (value of
-# x -> h0 -> y). **Basis paths** (`path-space-rnn-gsgd.md` Definition 2) are a smallest set of
+# x -> h0 -> y). **Basis paths** (Definition 2 of the G-SGD paper) are a smallest set of
 # paths from which every other path value follows by products and quotients, i.e. with
-# integer exponents. Section 4's **Skeleton Method** picks them in the reduction graph:
+# integer exponents. The **Skeleton Method** of the G-SGD paper's Section 4 picks them in the
+# reduction graph:
 #
 # 1. give every hidden unit one *skeleton in-edge* (from an input) and one *skeleton out-edge*
-#    (to an output). Algorithm 1 stores these as 0/1 masks M^i, M^o shaped like W_in, W_out;
+#    (to an output). Algorithm 1 of the G-SGD paper stores these as 0/1 masks M^i, M^o shaped
+#    like W_in, W_out;
 # 2. for every edge e = u -> v that is not a skeleton in-edge, the basis path runs along the
 #    skeleton to u, crosses e, then runs along the skeleton from v to an output.
 #
-# Theorem 3 says this gives basis paths, and that there are #weights - #hidden nodes of them.
+# Theorem 3 of the G-SGD paper says this gives basis paths, and that there are
+# #weights - #hidden nodes of them.
 #
-# ### The skeleton (Algorithm 1)
+# ### The skeleton (Algorithm 1 of the G-SGD paper)
 #
-# Algorithm 1 as printed sets `M^o[j][j % n_out] = 1` with j running over the hidden units. W_out
-# is (n_out, H) = (1, 2) here, so row j = 1 does not exist: the printed loop fails whenever
-# H > n_out, which includes the paper's own sMNIST model (H = 100, 10 classes). Swapping the
-# indices, `M^o[j % n_out][j] = 1`, gives what the text means: one 1 per column, i.e. one
-# skeleton out-edge per hidden unit. `Skeleton.cyclic` uses this corrected version.
+# Algorithm 1 of the G-SGD paper as printed sets `M^o[j][j % n_out] = 1` with j running over the
+# hidden units. W_out is (n_out, H) = (1, 2) here, so row j = 1 does not exist: the printed loop
+# fails whenever H > n_out, which includes the G-SGD paper's own sMNIST model (H = 100,
+# 10 classes). Swapping the indices, `M^o[j % n_out][j] = 1`, gives what the text means: one 1
+# per column, i.e. one skeleton out-edge per hidden unit. `Skeleton.cyclic` uses this corrected
+# version.
 
 # %%
 skeleton = Skeleton.cyclic(spec)     # Algorithm 1 with the index fix, on every layer
@@ -373,9 +302,9 @@ assert all(np.array_equal(a, b) for a, b in zip(algorithm1_masks(*shapes, readin
 try:
     algorithm1_masks(*shapes, reading="printed")
 except IndexError as exc:
-    print(f"Algorithm 1 as printed, M^o[j][j % n_out]: IndexError ({exc})")
+    print(f"Algorithm 1 of the G-SGD paper as printed, M^o[j][j % n_out]: IndexError ({exc})")
 else:
-    raise AssertionError("the printed Algorithm 1 should fail for H > n_out")
+    raise AssertionError("Algorithm 1 of the G-SGD paper as printed should fail for H > n_out")
 
 # %% [markdown]
 # ### The basis paths
@@ -388,11 +317,12 @@ else:
 # recurrent kinds appear. The other two kinds show up with two inputs and biases (last line
 # below).
 #
-# Counting: the network has 8 weights and 2 hidden units, so Theorem 3 predicts 8 - 2 = 6 basis
-# paths. Each hidden unit removes one dimension because rescaling that unit (section 4) changes
-# the weights but no path value. We check the rest exactly with `rnnlab.paths.exact` (integers,
-# no tolerance): the 6 counting vectors have rank 6, adding all reduction paths does not raise
-# the rank, and every rescaling direction is orthogonal to every basis path.
+# Counting: the network has 8 weights and 2 hidden units, so Theorem 3 of the G-SGD paper
+# predicts 8 - 2 = 6 basis paths. Each hidden unit removes one dimension because rescaling that
+# unit (section 4) changes the weights but no path value. We check the rest exactly with
+# `rnnlab.paths.exact` (integers, no tolerance): the 6 counting vectors have rank 6, adding all
+# reduction paths does not raise the rank, and every rescaling direction is orthogonal to every
+# basis path.
 
 # %%
 basis = BasisPaths(spec, skeleton)
@@ -412,43 +342,21 @@ assert (Bmat @ red.conservation_matrix().T == 0).all()   # rescalings leave basi
 wider = BasisPaths(ElmanSpec(2, (2,), 1, "relu", bias=True, outputs="last"))
 print("two inputs and biases:", wider, dict(collections.Counter(wider.kinds)))
 
-
 # %%
-def skeleton_colours(basis):
-    """Skeleton in-edges blue, skeleton out-edges orange."""
-    colours = {p: "tab:blue" for p in basis.tree}
-    colours.update({p: "tab:orange" for p in basis.free})
-    return colours
-
-
-fig, axes = plt.subplots(2, 4, figsize=(11, 6.2))
-draw_reduction(red, axes[0, 0], skeleton_colours(basis),
-               title="skeleton: in-edges (blue), out-edges (orange)")
-for r, ax in enumerate(axes.flat[1:1 + len(basis)]):
-    draw_reduction(red, ax, {p: "tab:purple" for p in basis.paths[r]},
-                   title=f"Q{r} ({basis.kinds[r]}, edge {red.edges[basis.edges[r]]})\n"
-                         f"value {bvals[r]:+.3f}")
-ax = axes.flat[-1]
-ax.set_axis_off()
-ax.text(0.0, 0.5, f"Algorithm 1 (fixed) masks\n\nM^i on W_in:\n{M_in}\n\nM^o on W_out:\n{M_out}"
-        f"\n\n{len(basis)} basis paths =\n{red.n_params} weights - {red.n_hidden} hidden nodes",
-        family="monospace", fontsize=9, va="center", transform=ax.transAxes)
-fig.tight_layout()
-fig.savefig(OUT / "02_skeleton.png", dpi=120)
-plt.close(fig)
-print("saved", OUT / "02_skeleton.png")
+fig = draw.skeleton_and_basis(red, basis, bvals, M_in, M_out)
+save_figure(fig, "02_skeleton.png")
 
 # %% [markdown]
-# ### Theorems 1 and 3 at work: a long path from basis paths
+# ### Theorems 1 and 3 of the G-SGD paper at work: a long path from basis paths
 #
 # Take the unrolled path x[t=1] -> h0 -> h1 -> h0 -> y[t=3]. It crosses W_rec twice, so it is
 # not a reduction path. `BasisPaths.coefficients` writes its counting vector c (section 2) as an
 # **integer** combination c = sum_r k_r Q_r, and `BasisPaths.check` verifies that identity in
 # integer arithmetic. Because a path value is prod_i p_i^(c_i), the same integers give
-# v_p = prod_r v_Qr^(k_r). A negative k_r is a division. That is Theorem 1 (paths of any length
-# come from reduction paths) together with Theorem 3 (reduction paths come from the basis). The
-# value check runs in float64: each side takes about a dozen roundings, so we allow a relative
-# error of 1e-13.
+# v_p = prod_r v_Qr^(k_r). A negative k_r is a division. That is Theorem 1 of the G-SGD paper
+# (paths of any length come from reduction paths) together with its Theorem 3 (reduction paths
+# come from the basis). The value check runs in float64: each side takes about a dozen
+# roundings, so we allow a relative error of 1e-13.
 
 # %%
 RTOL_VALUE = 1e-13
@@ -479,13 +387,14 @@ for r in twice:
     assert abs(product - values[r]) <= RTOL_VALUE * abs(values[r])
 
 # %% [markdown]
-# ### Theorem 2: basis values and signs fix the function
+# ### Theorem 2 of the G-SGD paper: basis values and signs fix the function
 #
-# Theorem 2 says: the basis-path values plus the *signs* of the selected W_out entries (the
-# skeleton out-weights) determine every ReLU's on/off state, and so the output. `BasisPaths`
-# makes this constructive. Every other weight is a product of integer powers of basis values and
-# skeleton out-weights (`BasisPaths.exponents`). `weights_from_values` evaluates those
-# products. We work in exact fractions, so rebuilding the weights returns them *exactly*.
+# Theorem 2 of the G-SGD paper says: the basis-path values plus the *signs* of the selected
+# W_out entries (the skeleton out-weights) determine every ReLU's on/off state, and so the
+# output. `BasisPaths` makes this constructive. Every other weight is a product of integer
+# powers of basis values and skeleton out-weights (`BasisPaths.exponents`).
+# `weights_from_values` evaluates those products. We work in exact fractions, so rebuilding the
+# weights returns them *exactly*.
 
 # %%
 wq = [Fraction(float(v)) for v in w]          # the float64 weights as exact rationals
@@ -508,7 +417,7 @@ assert basis.check_exponents() and basis.weights_from_values(vq, free) == wq
 
 # %%
 def as_params(wflat):
-    return unflatten_params(spec, np.array([float(v) for v in wflat]))
+    return unflatten(np.array([float(v) for v in wflat]), spec, host=True)
 
 
 def run_on(wflat, xb):
@@ -544,9 +453,9 @@ assert ex_a.y == ex_b.y and ex_a.pattern == ex_b.pattern
 # W_in[0], out.W[0,0] and the two cross-recurrent weights change sign. Every path value stays the
 # same, because each path through h0 enters and leaves it once per visit. But a ReLU is not
 # symmetric, so h0 now fires on the other inputs and the outputs change. This is why the path
-# space (Eq. 5) comes with fixed signs for the skeleton out-weights. For stacked RNNs the signs
-# of W_out alone are not enough; the `rnnlab.paths.basis` docstring and `rnnlab verify` cover
-# that case.
+# space (Eq. 5 of the G-SGD paper) comes with fixed signs for the skeleton out-weights. For
+# stacked RNNs the signs of W_out alone are not enough; the `rnnlab.paths.basis` docstring and
+# `rnnlab verify` cover that case.
 
 # %%
 h0 = red.hidden_nodes[0]
@@ -565,23 +474,26 @@ assert np.any(pat_c != pat_a) and np.max(np.abs(y_c - y_a)) > 0.1
 #
 # * An unrolled RNN is a DAG whose edges share parameters through the map pi; rnnlab builds it
 #   with `UnrolledGraph(spec, T)`, counts its paths exactly and enumerates them lazily or in bulk.
-# * Every output is a sum over paths of value x activation x input (Eq. 3); the counting vector of
-#   a path turns its value into prod_i p_i^(c_i).
-# * gamma^2 is the same number by enumeration, by node recursion and by the squared network.
+# * Every output is a sum over paths of value x activation x input (Eq. 3 of the G-SGD paper);
+#   the counting vector of a path turns its value into prod_i p_i^(c_i).
+# * gamma^2 is the same number by enumeration, by node recursion and by the squared network
+#   (Eqs. 2-3 and Theorem 3 of the Path-SGD paper).
 # * kappa = 1/2 d^2 gamma^2 / dp^2 is kappa^(1) (one squared-network backward pass) plus a
-#   recurrent-only kappa^(2); the paper's printed kappa^(2) is short by a factor 2 (Lemma 1) or 4
-#   with an index shift (Section 4.4), and `norms.kappa` uses the corrected form.
+#   recurrent-only kappa^(2); the Path-SGD paper's printed kappa^(2) is short by a factor 2
+#   (its Lemma 1, Eq. 10) or 4 with an index shift (its Section 4.4), and `norms.kappa` uses the
+#   corrected form.
 # * Node-wise rescalings with one positive factor per unit change the weights but not the
-#   function, the path values, gamma^2 or the Path-SGD step; factors that vary in time are not
-#   representable with shared weights.
-# * The Skeleton Method (Algorithm 1, with its printed index error fixed: `M^o[j % n_out][j]`)
-#   gives every hidden unit one skeleton in- and out-edge. It then picks #weights - #hidden nodes
-#   basis paths (Theorem 3; exact rank in `rnnlab.paths.exact`). Every path of any length is an
-#   integer combination of them, so its value is a product of integer powers of basis values
-#   (Theorems 1 and 3, `BasisPaths.coefficients`). The basis values and the signs of the
-#   skeleton out-weights fix every weight up to a positive rescaling, and with it the
-#   activation pattern and the output (Theorem 2, `BasisPaths.weights_from_values`). Flipping
-#   one of those signs keeps every path value but changes the function.
+#   function, the path values, gamma^2 or the Path-SGD step (Theorems 1 and 2 of the Path-SGD
+#   paper); factors that vary in time are not representable with shared weights.
+# * The Skeleton Method (Algorithm 1 of the G-SGD paper, with its printed index error fixed:
+#   `M^o[j % n_out][j]`) gives every hidden unit one skeleton in- and out-edge. It then picks
+#   #weights - #hidden nodes basis paths (Theorem 3 of the G-SGD paper; exact rank in
+#   `rnnlab.paths.exact`). Every path of any length is an integer combination of them, so its
+#   value is a product of integer powers of basis values (Theorems 1 and 3 of the G-SGD paper,
+#   `BasisPaths.coefficients`). The basis values and the signs of the skeleton out-weights fix
+#   every weight up to a positive rescaling, and with it the activation pattern and the output
+#   (Theorem 2 of the G-SGD paper, `BasisPaths.weights_from_values`). Flipping one of those
+#   signs keeps every path value but changes the function.
 #
 # ## Exercises
 #
@@ -592,7 +504,7 @@ assert np.any(pat_c != pat_a) and np.max(np.abs(y_c - y_a)) > 0.1
 # 3. Make W_rec diagonal. Which per-time rescalings become feasible, and what does
 #    `rescale.feasible_rescaling_dimension` say for the graph (it assumes all edges present)?
 # 4. Compute `norms.kappa_ratio` for H = 2 and T = 5, 10, 20 and for H = 20. When is kappa^(2)
-#    worth its extra cost (compare the paper's Fig. 2)?
+#    worth its extra cost (compare the table in Fig. 2 of the Path-SGD paper)?
 # 5. Build `BasisPaths(ElmanSpec(2, (3,), 2, bias=True))` and list its basis paths by kind.
 #    Check the count against #weights - #hidden nodes, and explain why the skeleton kind has
 #    exactly one path per hidden unit and the recurrent kind one per W_rec entry.
@@ -602,4 +514,4 @@ assert np.any(pat_c != pat_a) and np.max(np.abs(y_c - y_a)) > 0.1
 #    with `coefficients` and compare the integer exponents.
 
 # %%
-print(f"done in {time.perf_counter() - START:.1f} s")
+finish("02_paths", FIGURES)  # prints "02_paths: all checks passed": every assert above held

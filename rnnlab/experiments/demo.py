@@ -10,25 +10,29 @@ from __future__ import annotations
 
 import os
 
-from ..tasks import make_task
-from ..train import TrainConfig, train
+from ..config import RunConfig
+from ..train import FileSink, run
 from ..train.plots import plot_learning_curves
 
-DEMO_BASE = dict(task="adding", T=150, hidden=64, layers=1, optimizer="adam", lr=1e-3,
-                 clip=1.0, batch=50, steps=8000, eval_every=400, eval_size=1000)
+DEMO_BASE = {"task": {"name": "adding", "T": 150},
+             "model": {"name": "elman", "hidden": 64, "layers": 1},
+             "optimizer": {"name": "adam", "lr": 1e-3},
+             "train": {"clip": 1.0, "batch": 50, "steps": 8000, "eval_every": 400,
+                       "eval_size": 1000}}
 DEMO_MODELS = {
-    "irnn-relu": dict(activation="relu", init="identity", gain=1.0),
-    "tanh-orthogonal": dict(activation="tanh", init="orthogonal", gain=1.0),
+    "irnn-relu": {"activation": "relu", "init": "identity", "gain": 1.0},
+    "tanh-orthogonal": {"activation": "tanh", "init": "orthogonal", "gain": 1.0},
 }
 SOLVED_MSE = 0.01  # an MSE far below the 0.167 baseline: the sum is read off to about +-0.1
 
 
-def demo_configs(out: str = "runs", steps: int | None = None, seed: int = 0) -> dict:
+def demo_configs(steps: int | None = None, seed: int = 0) -> dict:
     """The demo's configs by label (a pure description; nothing runs)."""
-    base = dict(DEMO_BASE, seed=seed)
+    train = dict(DEMO_BASE["train"], seed=seed)
     if steps is not None:
-        base.update(steps=steps, eval_every=max(1, min(base["eval_every"], steps // 10 or 1)))
-    return {label: TrainConfig(**base, **model, out=os.path.join(out, "demo", label))
+        train.update(steps=steps, eval_every=max(1, min(train["eval_every"], steps // 10 or 1)))
+    return {label: RunConfig(**dict(DEMO_BASE, model=dict(DEMO_BASE["model"], **model),
+                                    train=train))
             for label, model in DEMO_MODELS.items()}
 
 
@@ -50,19 +54,19 @@ def summary_table(results: dict, metric: str, baseline: float) -> str:
 def run_demo(out: str = "runs", steps: int | None = None, seed: int = 0,
              progress: bool | None = None) -> dict:
     """Train the demo's models, print the table, write the figure; return the results."""
-    configs = demo_configs(out, steps, seed)
-    results = {label: train(config, progress=progress, label=label)
+    configs = demo_configs(steps, seed)
+    results = {label: run(config, FileSink(os.path.join(out, "demo", label)), progress=progress,
+                          label=label).raise_for_status()
                for label, config in configs.items()}
-    first = next(iter(configs.values()))
-    task = make_task(first.task, T=first.T)
-    metric, baseline = next(iter(task.baseline().items()))
-    print(f"adding problem, T={first.T}, {first.hidden} hidden units, {first.optimizer} "
-          f"lr={first.lr}, clip={first.clip}, batch={first.batch}, {first.steps} steps, "
-          f"seed={seed}")
-    print(summary_table(results, metric, baseline))
+    first = next(iter(results.values()))
+    c = first.config
+    print(f"adding problem, T={c.task['T']}, {c.model['hidden']} hidden units, "
+          f"{c.optimizer['name']} lr={c.optimizer['lr']}, clip={c.train['clip']}, "
+          f"batch={c.train['batch']}, {c.train['steps']} steps, seed={seed}")
+    print(summary_table(results, first.metric, first.baseline))
     figure = plot_learning_curves({label: r.history for label, r in results.items()},
                                   os.path.join(out, "demo", "adding_irnn_vs_tanh.png"),
-                                  metric=metric, baseline=baseline,
-                                  title=f"adding problem, T={first.T}")
+                                  metric=first.metric, baseline=first.baseline,
+                                  title=f"adding problem, T={c.task['T']}")
     print(f"figure: {figure}\nmetrics: {os.path.join(out, 'demo', '<model>', 'metrics.jsonl')}")
     return results

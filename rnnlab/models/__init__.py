@@ -1,8 +1,14 @@
-"""Recurrent models with hand-written forward, BPTT and R-op passes."""
-from .elman import ACTIVATIONS, OUTPUT_MODES, ElmanCache, ElmanRNN, ElmanSpec
+"""Recurrent models with hand-written forward, BPTT and R-op passes, built by name.
+
+:data:`MODELS` is the registry (``make_model("elman", n_in, n_out, outputs, **options)``); the
+protocol every model follows is in :mod:`rnnlab.models.base`.
+"""
+from .base import MODELS, OUTPUT_MODES, RecurrentModel, make_model
+from .elman import ACTIVATIONS, ElmanCache, ElmanRNN, ElmanSpec
 from .init import INITS
 
-MODELS = ("elman",)
+# The registry: one line per model.
+MODELS.register("elman", ElmanRNN)
 
 __all__ = ["ACTIVATIONS", "INITS", "MODELS", "OUTPUT_MODES", "ElmanCache", "ElmanRNN",
-           "ElmanSpec"]
+           "ElmanSpec", "RecurrentModel", "make_model"]

@@ -28,10 +28,30 @@ import dataclasses
 
 from .. import backend, validate
 from ..errors import ConfigError
+from ..options import Option
 from . import init as inits
+from .base import OUTPUT_MODES
 
 ACTIVATIONS = ("relu", "tanh", "identity")
-OUTPUT_MODES = ("every", "last", "masked")
+
+
+def _check_hidden(name, value):
+    """``hidden``: one width for every layer, or a list of widths, one per layer."""
+    widths = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(widths, (list, tuple)) or not widths:
+        raise ConfigError(f"{name} must be an integer >= 1 or a list of them; got {value!r}")
+    for width in widths:
+        validate.positive_int(name, width)
+    return value if isinstance(value, int) else [int(w) for w in widths]
+
+
+def _parse_hidden(text: str):
+    parts = [p for p in text.strip().strip("[]").replace(" ", "").split(",") if p]
+    try:
+        widths = [int(p) for p in parts]
+    except ValueError:
+        raise ConfigError(f"expected an integer or a comma-separated list; got {text!r}") from None
+    return widths[0] if len(widths) == 1 else widths
 
 
 def _weights_first(batch: int, width: int) -> bool:
@@ -107,6 +127,11 @@ class ElmanSpec:
         """The number d of hidden layers."""
         return len(self.hidden)
 
+    @property
+    def widths(self) -> tuple:
+        """The widths of the recurrent layers (the model protocol's name for ``hidden``)."""
+        return self.hidden
+
     def param_shapes(self) -> dict:
         """Parameter names and shapes, in the model's fixed order."""
         shapes, fan_in = {}, self.n_in
@@ -153,9 +178,41 @@ class ElmanRNN:
 
     The compute methods take ``params`` explicitly, so checkers and optimizers can evaluate the
     model at any parameter point; per-call state lives in the returned cache, never on the model.
+    Its recurrent state is one (B, H_i) array per layer.
 
-    Build one with :meth:`create` (random initialisation) or :meth:`from_arrays` (given weights).
+    Build one with :meth:`create` (random initialisation), :meth:`from_arrays` (given weights),
+    or by name: ``make_model("elman", n_in, n_out, outputs, hidden=64, ...)`` with the
+    :attr:`options` below.
     """
+
+    options = (
+        Option.custom("hidden", 100, "hidden units per layer, or a list of widths",
+                      _check_hidden, _parse_hidden, "list"),
+        Option.integer("layers", None, "stacked hidden layers (default: 1, or len(hidden))",
+                       minimum=1, allow_none=True),
+        Option.choice("activation", "relu", "hidden nonlinearity", ACTIVATIONS),
+        Option.choice("init", "identity", "recurrent initialisation", inits.INITS),
+        Option.number("gain", 1.0, "recurrent gain", minimum=0, inclusive=True),
+        Option.number("init_scale", 0.01, "a of U(-a, a) for the identity and uniform inits",
+                      minimum=0),
+        Option.flag("bias", True, "biases on hidden layers and output (the bias node)"),
+    )
+
+    @classmethod
+    def build(cls, n_in: int, n_out: int, outputs: str, *, seed: int = 0, dtype=None,
+              hidden=100, layers=None, activation="relu", init="identity", gain=1.0,
+              init_scale=0.01, bias=True) -> "ElmanRNN":
+        """The model :func:`rnnlab.models.make_model` builds from the options above."""
+        if isinstance(hidden, int):
+            widths = (hidden,) * (layers or 1)
+        else:
+            widths = tuple(hidden)
+            if layers is not None and layers != len(widths):
+                raise ConfigError(f"layers ({layers}) must equal the number of widths in hidden "
+                                  f"{list(widths)}, or be left out")
+        return cls.create(n_in, widths, n_out, activation=activation, bias=bias,
+                          outputs=outputs, init=init, gain=gain, scale=init_scale, seed=seed,
+                          dtype=dtype)
 
     def __init__(self, spec: ElmanSpec, params: dict):
         self.spec = spec

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import math
 
-from .. import backend, validate
-from ..errors import ConfigError
+from .. import backend
+from ..options import Option
 from .base import Optimizer
 
 
@@ -12,24 +12,19 @@ class Adam(Optimizer):
     """m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
     p <- p - lr * (m / (1 - b1^k)) / (sqrt(v / (1 - b2^k)) + eps) at step k.
 
-    Parameters
-    ----------
-    lr : float > 0
-    beta1, beta2 : float in [0, 1)
-    eps : float > 0
+    Options: ``lr`` (> 0, default 1e-3), ``beta1``, ``beta2`` (in [0, 1), defaults 0.9 and
+    0.999), ``eps`` (> 0, default 1e-8).
     """
 
     name = "adam"
-
-    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8):
-        lr = validate.positive_float("lr", lr)
-        for key, beta in (("beta1", beta1), ("beta2", beta2)):
-            validate.positive_float(key, beta, allow_zero=True)
-            if beta >= 1:
-                raise ConfigError(f"{key} must be in [0, 1); got {beta}")
-        eps = validate.positive_float("eps", eps)
-        super().__init__(lr=lr, beta1=float(beta1), beta2=float(beta2), eps=eps)
+    options = (
+        Option.number("lr", 1e-3, "learning rate", minimum=0),
+        Option.number("beta1", 0.9, "first-moment decay, in [0, 1)", minimum=0, inclusive=True,
+                      below=1),
+        Option.number("beta2", 0.999, "second-moment decay, in [0, 1)", minimum=0,
+                      inclusive=True, below=1),
+        Option.number("eps", 1e-8, "denominator guard", minimum=0),
+    )
 
     def _update(self, params, grads, **needs):
         xp = backend.get_xp()

@@ -1,54 +1,103 @@
 """The optimizer interface.
 
-An optimizer updates a parameter dict in place::
+An optimizer updates a parameter dict in place and may report metrics of its own::
 
-    opt.step(params, grads, **needs)
+    metrics = opt.step(params, grads, **needs)      # {} or e.g. {"cg_iterations": 12}
 
-and declares in ``needs`` which extra keyword inputs it requires beyond the gradient, so a
-trainer can supply them without knowing the optimizer:
+It declares its hyper-parameters in ``options`` (a tuple of :class:`rnnlab.options.Option`: one
+source of defaults and checks for the Python API, config files and the CLI) and in ``needs``
+which extra keyword inputs it requires beyond the gradient; the trainer supplies exactly those:
 
 =============  ==========================================================================
 ``"model"``    the model object (its ``spec`` gives the structure): Path-SGD, G-SGD
-``"closure"``  ``closure(params) -> (loss, grads)`` re-evaluated on the same batch: PSGD (a
-               second gradient at perturbed parameters), Hessian-free (loss closure)
-``"gvp"``      ``gvp(params, v) -> G v``, a curvature-vector product: Hessian-free
+``"batch"``    the :class:`rnnlab.objective.Batch` in use (x, targets, mask, initial state;
+               ``batch.T`` is the unroll length of this update, shorter under truncated BPTT)
+``"closure"``  ``closure(params) -> (loss, grads)`` re-evaluated on the same batch at any
+               parameter point: PSGD (a second gradient), Hessian-free (line search)
+``"gvp"``      ``gvp(params, v) -> G v``, the Gauss-Newton matrix at ``params`` on the same
+               batch times a direction ``v`` (:func:`rnnlab.objective.gauss_newton_product`):
+               Hessian-free
 =============  ==========================================================================
 
-Per-parameter state ("slots", e.g. momentum buffers) is keyed by parameter name;
-``state_dict()`` returns host arrays and plain numbers so checkpoints can store it, and
-``load_state_dict`` restores it exactly.
+State for checkpoints: ``slots`` (per-parameter arrays such as momentum buffers, keyed by slot
+then parameter name) and ``state`` (anything else: scalars such as a damping factor, arrays such
+as preconditioner factors or masks, nested in dicts and lists). ``state_dict()`` returns both as
+host copies with the step count; ``load_state_dict`` restores them exactly.
 """
 from __future__ import annotations
 
 from .. import backend
 from ..errors import ConfigError
+from ..options import Registry, resolve
+
+NEEDS = ("model", "batch", "closure", "gvp")
+
+OPTIMIZERS = Registry("optimizer")
+
+
+def _map_arrays(tree, fn):
+    """``tree`` (dicts, lists, tuples, scalars, arrays) with every array replaced by fn(array)."""
+    if isinstance(tree, dict):
+        return {k: _map_arrays(v, fn) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_map_arrays(v, fn) for v in tree)
+    if hasattr(tree, "shape") and hasattr(tree, "dtype"):
+        return fn(tree)
+    return tree
+
+
+def host_copy(tree):
+    """A deep copy of a state tree with every array on the host (for checkpoints)."""
+    return _map_arrays(tree, lambda a: backend.to_host(a).copy())
+
+
+def device_copy(tree):
+    """A deep copy of a state tree with every array on the active backend."""
+    return _map_arrays(tree, lambda a: backend.to_device(a).copy())
 
 
 class Optimizer:
-    """Base class. Subclasses set ``name``, ``needs``, and implement :meth:`_update`."""
+    """Base class. Subclasses set ``name``, ``options``, ``needs``, and implement
+    :meth:`_update` (which may return a dict of step metrics); :meth:`_validate` may check rules
+    that involve several options."""
 
     name = "optimizer"
+    options: tuple = ()
     needs: frozenset = frozenset()
 
     def __init__(self, **hyperparameters):
-        self.hyperparameters = hyperparameters
+        unknown = set(self.needs) - set(NEEDS)
+        if unknown:
+            raise ConfigError(f"{self.name} declares needs {sorted(unknown)}; a trainer supplies "
+                              f"only {', '.join(NEEDS)}")
+        self.hyperparameters = resolve(f"optimizer {self.name!r}", self.options,
+                                       hyperparameters)
+        self._validate(self.hyperparameters)
         self.slots: dict = {}  # slot name -> {param name -> array}
+        self.state: dict = {}  # structured state: scalars, arrays, nested dicts/lists
         self.steps = 0
+
+    def _validate(self, hyperparameters: dict) -> None:
+        """Checks across options (raise ConfigError); none by default."""
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
         return f"{type(self).__name__}({args})"
 
-    def step(self, params: dict, grads: dict, **needs) -> None:
-        """Update ``params`` in place from ``grads`` (same keys) and whatever ``needs`` lists."""
-        missing = self.needs - set(needs)
+    def step(self, params: dict, grads: dict, **needs) -> dict:
+        """Update ``params`` in place from ``grads`` (same keys) and whatever ``needs`` lists.
+
+        Returns the optimizer's own metrics of this step (a dict of floats, possibly empty);
+        the trainer averages them over each logging window into the metrics file.
+        """
+        missing = set(self.needs) - set(needs)
         if missing:
             raise ConfigError(f"{self.name} needs {sorted(missing)} passed to step()")
         if list(grads) != list(params):
             raise ConfigError(f"grads must have the keys of params {list(params)}; "
                               f"got {list(grads)}")
         self.steps += 1
-        self._update(params, grads, **needs)
+        return self._update(params, grads, **needs) or {}
 
     def _update(self, params, grads, **needs):
         raise NotImplementedError
@@ -61,15 +110,20 @@ class Optimizer:
         return per_param[name]
 
     def state_dict(self) -> dict:
-        """Slots as host arrays plus the step count, for checkpoints."""
+        """Step count, slots and structured state as host copies, for checkpoints."""
         # copies: on NumPy to_host/to_device return the same array, and a saved state must not
         # change when the optimizer steps on (nor be shared by two optimizers that load it)
-        return {"steps": self.steps,
-                "slots": {s: {k: backend.to_host(a).copy() for k, a in d.items()}
-                          for s, d in self.slots.items()}}
+        return {"steps": self.steps, "slots": host_copy(self.slots),
+                "state": host_copy(self.state)}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` returned."""
         self.steps = int(state["steps"])
-        self.slots = {s: {k: backend.to_device(a).copy() for k, a in d.items()}
-                      for s, d in state["slots"].items()}
+        self.slots = device_copy(state["slots"])
+        self.state = device_copy(state.get("state", {}))
+
+
+def optimizer_options_text() -> str:
+    """Each registered optimizer's options with defaults, one per line (for ``--help``)."""
+    return "\n".join(f"  {name}: " + " ".join(o.describe() for o in OPTIMIZERS.options(name))
+                     for name in OPTIMIZERS)

@@ -1,8 +1,8 @@
 """Stochastic gradient descent with optional (Nesterov) momentum."""
 from __future__ import annotations
 
-from .. import validate
 from ..errors import ConfigError
+from ..options import Option
 from .base import Optimizer
 
 
@@ -10,23 +10,21 @@ class SGD(Optimizer):
     """p <- p - lr * d, with d = g (plain), v (momentum) or g + momentum * v (Nesterov),
     where v <- momentum * v + g (the PyTorch convention; no dampening).
 
-    Parameters
-    ----------
-    lr : float > 0
-    momentum : float in [0, 1)
-    nesterov : bool, needs momentum > 0
+    Options: ``lr`` (> 0, default 0.01), ``momentum`` (in [0, 1), default 0), ``nesterov``
+    (default False; needs momentum > 0).
     """
 
     name = "sgd"
+    options = (
+        Option.number("lr", 0.01, "learning rate", minimum=0),
+        Option.number("momentum", 0.0, "momentum, in [0, 1)", minimum=0, inclusive=True,
+                      below=1),
+        Option.flag("nesterov", False, "Nesterov momentum (needs momentum > 0)"),
+    )
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False):
-        lr = validate.positive_float("lr", lr)
-        momentum = validate.positive_float("momentum", momentum, allow_zero=True)
-        if momentum >= 1:
-            raise ConfigError(f"momentum must be in [0, 1); got {momentum}")
-        if nesterov and momentum == 0:
+    def _validate(self, hp):
+        if hp["nesterov"] and hp["momentum"] == 0:
             raise ConfigError("nesterov=True needs momentum > 0")
-        super().__init__(lr=lr, momentum=momentum, nesterov=bool(nesterov))
 
     def _update(self, params, grads, **needs):
         lr, mu = self.hyperparameters["lr"], self.hyperparameters["momentum"]

@@ -1,5 +1,5 @@
 """Basis paths of a ReLU RNN by the Skeleton Method (``path-space-rnn-gsgd.md`` Section 4,
-Algorithm 1, App. B.4, Theorems 2-3; ``optimizers.md`` 2.1-2.6).
+Algorithm 1, App. B.4, Theorems 2-3 (gsgd); ``optimizers.md`` 2.1-2.6).
 
 Shapes: n_in inputs, H_i hidden units in layer i (i = 1..d), n_out outputs, m scalar parameters
 (= reduction-graph edges, biases included), N_h = H_1 + ... + H_d hidden nodes, r = m - N_h basis
@@ -35,11 +35,11 @@ subspace,
 with integer coefficients (:meth:`BasisPaths.coefficients`). So the Q_e generate every path
 vector over the integers (values by products and quotients, Definition 2), not just over the
 reals. The same bookkeeping writes every non-skeleton-out weight as a Laurent monomial in the
-basis-path values and the skeleton out-weights (:meth:`BasisPaths.exponents`), which is Theorem 2
-made constructive: given the basis values and the skeleton out-weights (whose magnitudes only
-choose a point in the orbit of positive node-wise rescalings), every weight is determined, hence
-the activation pattern and the output; only the *signs* of the skeleton out-weights carry
-information.
+basis-path values and the skeleton out-weights (:meth:`BasisPaths.exponents`), which is
+Theorem 2 (gsgd) made constructive: given the basis values and the skeleton out-weights (whose
+magnitudes only choose a point in the orbit of positive node-wise rescalings), every weight is
+determined, hence the activation pattern and the output; only the *signs* of the skeleton
+out-weights carry information.
 
 Discrepancies with the paper (each checked by a test):
 
@@ -48,9 +48,10 @@ Discrepancies with the paper (each checked by a test):
   sMNIST setting, h = 100, K = 10). :func:`algorithm1_masks` keeps the printed reading
   (``reading="printed"``) next to the fix (``M^o[j % n_out][j]``); for h <= K both give the same
   mask. Its loops also run "j = 1 to n" with 0-based ``%``; rnnlab uses 0-based indices throughout.
-* Theorem 2 names the signs of one selected entry per column of W^o. For a stacked RNN that is not
-  enough: flipping the sign of a layer-i < d hidden node (in-weights times -1, out-weights times -1,
-  a node-wise rescaling by -1) keeps every path value and W^o, but changes the output. The signs
+* Theorem 2 (gsgd) names the signs of one selected entry per column of W^o. For a stacked RNN
+  that is not enough: flipping the sign of a layer-i < d hidden node (in-weights times -1,
+  out-weights times -1, a node-wise rescaling by -1) keeps every path value and W^o, but changes
+  the output. The signs
   of *every* hidden node's skeleton out-weight are needed (for equal widths: W^o's selected
   entries and the diagonals of W_in^i, i >= 2).
 * "The number of basis paths in P_s equals the number of hidden nodes" (Section 4) holds for one
@@ -69,6 +70,7 @@ import numpy as np
 from ..errors import ConfigError
 from . import exact
 from .reduction import Chains, ReductionGraph
+from .support import POSITIVELY_HOMOGENEOUS, require_elman
 from .unrolled import param_index
 
 BASIS_KINDS = ("skeleton", "non-skeleton", "bias", "recurrent")
@@ -114,7 +116,7 @@ class Skeleton:
 
     Parameters
     ----------
-    spec : ElmanSpec
+    spec : ElmanSpec (or a model: its ``.spec``)
     in_masks : dict i -> (H_i, H_{i-1}) 0/1 array
         Mask on ``layer{i}.W_in`` with exactly one 1 per row (the skeleton in-edge of each unit
         of layer i).
@@ -124,7 +126,7 @@ class Skeleton:
     """
 
     def __init__(self, spec, in_masks: dict, out_masks: dict):
-        self.spec = spec
+        self.spec = spec = require_elman(spec, what="Skeleton")
         d = spec.layers
         widths = (spec.n_in,) + tuple(spec.hidden) + (spec.n_out,)
         self.in_masks, self.out_masks = {}, {}
@@ -157,6 +159,7 @@ class Skeleton:
         """Algorithm 1 with the index fix, on every layer: unit j of layer i takes its in-edge
         from unit j mod H_{i-1} and its out-edge to unit j mod H_{i+1} (inputs = layer 0,
         outputs = layer d + 1). Equal widths give identity inter-layer masks (chains)."""
+        spec = require_elman(spec, what="Skeleton.cyclic")
         d = spec.layers
         widths = (spec.n_in,) + tuple(spec.hidden) + (spec.n_out,)
         in_masks, out_masks = {}, {}
@@ -171,6 +174,7 @@ class Skeleton:
         ``"layer{i}.W_in"`` for i >= 2 (a permutation matrix: it is both the in-mask of layer i
         and the out-mask of layer i-1, so the widths must be equal), ``"out.W"`` (one 1 per
         column)."""
+        spec = require_elman(spec, what="Skeleton.from_matrix_masks")
         d = spec.layers
         in_masks = {i: masks[f"layer{i}.W_in"] for i in range(1, d + 1)}
         out_masks = {i: masks[f"layer{i + 1}.W_in"] for i in range(1, d)}
@@ -217,7 +221,7 @@ class BasisPaths:
 
     Parameters
     ----------
-    spec : ElmanSpec
+    spec : ElmanSpec (or a model: its ``.spec``)
     skeleton : Skeleton, optional
         Default :meth:`Skeleton.cyclic`.
 
@@ -242,7 +246,7 @@ class BasisPaths:
     """
 
     def __init__(self, spec, skeleton: Skeleton | None = None):
-        self.spec = spec
+        self.spec = spec = require_elman(spec, what="BasisPaths")
         self.skeleton = skeleton or Skeleton.cyclic(spec)
         self.graph = ReductionGraph(spec)
         self.chains = self.skeleton.chains(self.graph)
@@ -274,8 +278,8 @@ class BasisPaths:
 
     @property
     def expected_count(self) -> int:
-        """#weights - #hidden nodes (Theorem 3), with biases counted as weights and the bias
-        node not counted as a hidden node."""
+        """#weights - #hidden nodes (Theorem 3 (gsgd)), with biases counted as weights and the
+        bias node not counted as a hidden node."""
         return self.graph.n_params - self.graph.n_hidden
 
     def matrix(self) -> np.ndarray:
@@ -336,7 +340,7 @@ class BasisPaths:
                 total[p] += int(k)
         return total == [int(v) for v in np.asarray(c).tolist()]
 
-    # ------------------------------------------------------------------ Theorem 2
+    # ------------------------------------------------------------------ Theorem 2 (gsgd)
     @functools.cached_property
     def exponents(self) -> dict:
         """For every solved edge e: ``(basis exponents, free exponents)``, two dicts (row -> int,
@@ -414,7 +418,7 @@ class BasisPaths:
 
     def weights_from_values(self, values, free_weights: dict) -> list:
         """The unique flat weight vector with the given basis-path values and skeleton
-        out-weights (Theorem 2 made constructive).
+        out-weights (Theorem 2 (gsgd) made constructive).
 
         Parameters
         ----------
@@ -469,14 +473,14 @@ class ExactForward:
 
 
 def forward_exact(spec, w, x) -> ExactForward:
-    """An exact (Fraction) forward pass of the Elman RNN, for the Theorem 2 checks: an
+    """An exact (Fraction) forward pass of the Elman RNN, for the Theorem 2 (gsgd) checks: an
     implementation independent of :class:`rnnlab.models.ElmanRNN`, written from the equations
     ``h_t^i = relu(W_in^i h_t^{i-1} + W_rec^i h_{t-1}^i + b^i)``, ``h_0 = 0``,
     ``y_t = W_out h_t^d + b_out``.
 
     Parameters
     ----------
-    spec : ElmanSpec with activation "relu" or "identity"
+    spec : ElmanSpec (or a model) with activation "relu" or "identity"
     w : flat sequence of m exact numbers (flatten order)
     x : nested sequence (T, B, n_in) of exact numbers
 
@@ -484,9 +488,8 @@ def forward_exact(spec, w, x) -> ExactForward:
     -------
     ExactForward
     """
-    if spec.activation not in ("relu", "identity"):
-        raise ConfigError(f"forward_exact needs activation 'relu' or 'identity'; got "
-                          f"{spec.activation!r}")
+    spec = require_elman(spec, activations=POSITIVELY_HOMOGENEOUS,
+                         what="forward_exact (the Theorem 2 (gsgd) forward pass)")
     relu = spec.activation == "relu"
     start, mats = 0, {}
     for name, shape in spec.param_shapes().items():
@@ -519,7 +522,7 @@ def forward_exact(spec, w, x) -> ExactForward:
 
 
 def rank_facts(basis: BasisPaths) -> dict:
-    """Exact ranks behind Theorem 3 (all by :mod:`rnnlab.paths.exact`):
+    """Exact ranks behind Theorem 3 (gsgd) (all by :mod:`rnnlab.paths.exact`):
 
     ``basis_rank`` (rank of the basis matrix), ``joint_rank`` (rank of the basis and all
     reduction paths together; it is also the rank of the reduction paths alone, since every

@@ -1,17 +1,22 @@
 """The paper claims about unrolled paths, path norms and rescalings, as registered checks.
 
-Each function here tests one claim on the networks of a :class:`~rnnlab.paths.verify.
-CheckContext` and returns a :class:`~rnnlab.paths.verify.Tally`; ``rnnlab verify`` runs them
+Each function here tests one claim on the networks of a :class:`~rnnlab.paths.checks.
+CheckContext` and returns a :class:`~rnnlab.paths.checks.Tally`; ``rnnlab verify`` runs them
 together with the reduction-graph claims of :mod:`rnnlab.paths.reduction_checks`. Sources are
-cited as ``path-sgd`` (``path-sgd-relu-rnn.md``) and ``gsgd`` (``path-space-rnn-gsgd.md``).
+cited as ``path-sgd`` (``path-sgd-relu-rnn.md``) and ``gsgd`` (``path-space-rnn-gsgd.md``). The
+computations that planted bugs replace come from :mod:`rnnlab.paths.plants`. kappa results are
+dicts keyed by parameter name; the checks compare them as flat vectors
+(:func:`rnnlab.params.host_vector`).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from . import norms, rescale
-from .unrolled import UnrolledGraph, flat_params, unflatten_params
-from .verify import EPS, Tally, register_check
+from ..params import host_vector
+from . import norms, plants, rescale
+from .checks import EPS, Tally, register_check
+from .unrolled import UnrolledGraph
+
 
 def _forward(spec, params, x):
     from ..models import ElmanRNN
@@ -71,7 +76,7 @@ def _check_counting(ctx):
     for case in ctx.cases(enumerate_up_to=ctx.max_paths, tally=tally):
         g = UnrolledGraph(case.spec, case.T, max_paths=ctx.max_paths)
         paths = g.bulk()
-        flat = flat_params(case.spec, case.params)
+        flat = host_vector(case.params, case.spec)
         direct = paths.values(flat)
         from_counts = np.prod(flat[None, :] ** paths.counts, axis=1)
         ends_ok = (np.isin(paths.start, g.input_nodes).all()
@@ -94,9 +99,7 @@ def _check_reconstruction(ctx):
             paths = g.bulk()
             x = case.rng.standard_normal((case.T, 3, case.spec.n_in))
             values = paths.values(case.params)
-            act = paths.activation(x, case.params)
-            if ctx.plant == "activation_mask":
-                act = np.ones_like(act)
+            act = plants.activation_under_test(ctx.plant, paths, x, case.params)
             terms = values[:, None] * act * paths.inputs(x)
             sums = np.zeros((g.n_nodes, x.shape[1]))
             np.add.at(sums, paths.end, terms)
@@ -140,27 +143,24 @@ def _check_gamma_squared(ctx):
 
 
 def _fast_kappa(ctx, spec, params, T, second_term=True):
-    """The kappa under test, with the planted bugs that target it."""
-    k1 = flat_params(spec, norms.kappa1_fast(spec, params, T))
-    if second_term:
-        if ctx.plant == "kappa2_paper":
-            k2 = flat_params(spec, norms.kappa2_paper_matrix_form(spec, params, T))
-        else:
-            k2 = flat_params(spec, norms.kappa2_fast(spec, params, T))
-        k1 = k1 + k2
-    if ctx.plant == "kappa_factor":
-        k1 = 2 * k1
-    return k1
+    """The kappa under test (with the planted bugs that target it) as an (m,) vector."""
+    return host_vector(plants.kappa_under_test(ctx.plant, spec, params, T, second_term), spec)
+
+
+def _enumerated(ctx, case):
+    """kappa and its parts by enumeration, each as an (m,) vector (a dict of field -> vector)."""
+    parts = norms.kappa_enumeration(case.spec, case.params, case.T, max_paths=ctx.max_paths)
+    return {f: host_vector(getattr(parts, f), case.spec) for f in
+            ("kappa", "kappa1", "kappa2", "kappa2_eq10", "kappa2_eq11")}
 
 
 @register_check("kappa^(1) = gradient of g(1) w.r.t. squared params (library BPTT) = Lemma 1 "
-                "Eq. 9 by enumeration", "path-sgd Lemma 1 Eq. 9, Theorem 3")
+                "Eq. 9 by enumeration", "path-sgd Theorem 3, Lemma 1 Eq. 9")
 def _check_kappa1(ctx):
     tally = Tally()
     for case in ctx.cases(enumerate_up_to=ctx.max_paths, tally=tally):
         g = UnrolledGraph(case.spec, case.T, max_paths=ctx.max_paths)
-        enum = norms.kappa_enumeration(case.spec, case.params, case.T,
-                                        max_paths=ctx.max_paths)["kappa1"]
+        enum = _enumerated(ctx, case)["kappa1"]
         fast = _fast_kappa(ctx, case.spec, case.params, case.T, second_term=False)
         # nonnegative sums on both sides: entrywise relative error <= (P + m + L) eps each
         tally.add(_rel(enum, fast), 2 * _sum_tol(g.count_paths() + g.n_params,
@@ -175,8 +175,7 @@ def _check_kappa_enum(ctx):
     for T in sorted({ctx.T, max(ctx.T, 4)}):
         for case in ctx.cases(T=T, enumerate_up_to=ctx.max_paths, tally=tally):
             g = UnrolledGraph(case.spec, case.T, max_paths=ctx.max_paths)
-            enum = norms.kappa_enumeration(case.spec, case.params, case.T,
-                                        max_paths=ctx.max_paths)["kappa"]
+            enum = _enumerated(ctx, case)["kappa"]
             fast = _fast_kappa(ctx, case.spec, case.params, case.T)
             tally.add(_rel(enum, fast), 2 * _sum_tol(g.count_paths() + g.n_params,
                                                      2 * _depth(case.spec, case.T)))
@@ -191,7 +190,8 @@ def _check_kappa_fd(ctx):
     # relative to gamma^2 + max kappa.
     tally = Tally(tolerance=1e-6)
     for case in ctx.cases():
-        fd = norms.kappa_finite_difference(case.spec, case.params, case.T)
+        fd = host_vector(norms.kappa_finite_difference(case.spec, case.params, case.T),
+                         case.spec)
         fast = _fast_kappa(ctx, case.spec, case.params, case.T)
         scale = norms.gamma2_recursion(case.spec, case.params, case.T) + float(np.max(fast))
         tally.add(float(np.max(np.abs(fd - fast))) / max(scale, 1e-300))
@@ -211,7 +211,7 @@ def _check_kappa2_zero(ctx):
                  if g.nodes[g.edge_src[e]].kind == "hidden"
                  and g.nodes[g.edge_src[e]].layer == i
                  and g.nodes[g.edge_dst[e]].layer == i]] = True
-        k2 = flat_params(case.spec, norms.kappa2_fast(case.spec, case.params, case.T))
+        k2 = host_vector(norms.kappa2_fast(case.spec, case.params, case.T), case.spec)
         tally.exact(bool((counts[:, ~rec] <= 1).all() and (k2[~rec] == 0).all()))
     return tally
 
@@ -222,10 +222,9 @@ def _check_eq10(ctx):
     tally = Tally()
     for case in ctx.cases(T=max(ctx.T, 3), enumerate_up_to=20_000, tally=tally):
         g = UnrolledGraph(case.spec, case.T, max_paths=ctx.max_paths)
-        enum = norms.kappa_enumeration(case.spec, case.params, case.T,
-                                        max_paths=ctx.max_paths)
+        enum = _enumerated(ctx, case)
         true2 = enum["kappa"] - enum["kappa1"]
-        lit = norms.kappa2_lemma1_literal(case.spec, case.params, case.T)
+        lit = host_vector(norms.kappa2_lemma1_literal(case.spec, case.params, case.T), case.spec)
         # nonnegative sums; the difference kappa - kappa1 cancels at most the kappa1 part, so
         # measure against kappa (not kappa2) with the nonnegative-sum bound
         err = float(np.max(np.abs(2 * lit - true2) / np.maximum(enum["kappa"], 1e-300)))
@@ -233,15 +232,15 @@ def _check_eq10(ctx):
     return tally
 
 
-@register_check("discrepancy: Theorem 3 Eq. 11 as printed (pairs with dh_u'/dh_v) is exactly a "
-                "QUARTER of the true kappa^(2)", "path-sgd Theorem 3 Eq. 11")
+@register_check("discrepancy: Theorem 3 (path-sgd) Eq. 11 as printed (pairs with dh_u'/dh_v) is "
+                "exactly a QUARTER of the true kappa^(2)", "path-sgd Theorem 3 Eq. 11")
 def _check_eq11(ctx):
     tally = Tally()
     for case in ctx.cases(T=max(ctx.T, 3), enumerate_up_to=20_000, tally=tally):
         g = UnrolledGraph(case.spec, case.T, max_paths=ctx.max_paths)
-        enum = norms.kappa_enumeration(case.spec, case.params, case.T,
-                                        max_paths=ctx.max_paths)
-        lit = norms.kappa2_theorem3_literal(case.spec, case.params, case.T)
+        enum = _enumerated(ctx, case)
+        lit = host_vector(norms.kappa2_theorem3_literal(case.spec, case.params, case.T),
+                          case.spec)
         # (I - A)^{-1} by LU on a nilpotent, nonnegative A: relative error ~ n eps per entry
         err = float(np.max(np.abs(4 * lit - enum["kappa2"]) / np.maximum(enum["kappa"], 1e-300)))
         tally.add(err, 4 * _sum_tol(g.count_paths() + g.n_nodes ** 2, 2 * g.max_length))
@@ -256,12 +255,11 @@ def _check_matrix_form(ctx):
     shown = False
     for case in ctx.cases(T=max(ctx.T, 3), enumerate_up_to=ctx.max_paths, tally=tally):
         g = UnrolledGraph(case.spec, case.T, max_paths=ctx.max_paths)
-        enum = norms.kappa_enumeration(case.spec, case.params, case.T,
-                                        max_paths=ctx.max_paths)
-        shifted = flat_params(case.spec, norms.kappa2_paper_matrix_form(
-            case.spec, case.params, case.T, shift_h=True))
-        printed = flat_params(case.spec, norms.kappa2_paper_matrix_form(
-            case.spec, case.params, case.T))
+        enum = _enumerated(ctx, case)
+        shifted = host_vector(norms.kappa2_paper_matrix_form(
+            case.spec, case.params, case.T, shift_h=True), case.spec)
+        printed = host_vector(norms.kappa2_paper_matrix_form(
+            case.spec, case.params, case.T), case.spec)
         err = float(np.max(np.abs(4 * shifted - enum["kappa2"])
                            / np.maximum(enum["kappa"], 1e-300)))
         tally.add(err, 4 * _sum_tol(g.count_paths() + g.n_params, 2 * g.max_length))
@@ -278,12 +276,7 @@ def _check_matrix_form(ctx):
 
 
 def _rescaled(ctx, spec, params, alpha):
-    q = rescale.rescale(spec, params, alpha)
-    if ctx.plant == "rescale_transpose":
-        p = unflatten_params(spec, flat_params(spec, params))
-        for i, a in enumerate(alpha, start=1):
-            q[f"layer{i}.W_rec"] = (a[None, :] / a[:, None]) * p[f"layer{i}.W_rec"]
-    return q
+    return plants.rescaled_under_test(ctx.plant, spec, params, alpha)
 
 
 @register_check("feasible node-wise rescaling (alpha in [0.25, 4], b^i scaled by alpha^i) "
@@ -331,7 +324,7 @@ def _check_path_sgd_invariance(ctx):
         spec, p = case.spec, case.params
         rng = case.rng
         alpha = rescale.random_alpha(spec, rng)
-        s = flat_params(spec, rescale.rescaling_factors(spec, alpha))
+        s = host_vector(rescale.rescaling_factors(spec, alpha), spec)
         q = _rescaled(ctx, spec, p, alpha)
         x = rng.standard_normal((case.T, 3, spec.n_in))
         target = rng.standard_normal(_forward(spec, p, x).shape)
@@ -340,14 +333,14 @@ def _check_path_sgd_invariance(ctx):
             model = ElmanRNN(spec, params)
             y, cache = model.forward(params, x)
             g, _ = model.backward(params, y - target, cache)
-            return flat_params(spec, g)
+            return host_vector(g, spec)
 
         for second in (True, False):
             kp = _fast_kappa(ctx, spec, p, case.T, second_term=second)
             kq = _fast_kappa(ctx, spec, q, case.T, second_term=second)
             tally.add(_rel(kq * s ** 2, kp), count=second)
             eta = 0.01
-            fp, fq = flat_params(spec, p), flat_params(spec, q)
+            fp, fq = host_vector(p, spec), host_vector(q, spec)
             # parameters on no path (W_rec when T = 1) have kappa = 0 and gradient 0: no step
             p1 = fp - eta * np.divide(grad(p), kp, out=np.zeros_like(kp), where=kp > 0)
             q1 = fq - eta * np.divide(grad(q), kq, out=np.zeros_like(kq), where=kq > 0)
@@ -399,7 +392,7 @@ def _check_per_time(ctx):
         varying = [c * np.exp(rng.uniform(-0.5, 0.5, c.shape)) for c in const]
         r_const = rescale.per_time_rescaling(spec, case.params, case.T, const)
         r_vary = rescale.per_time_rescaling(spec, case.params, case.T, varying)
-        scale = float(np.abs(flat_params(spec, case.params)).max())
+        scale = float(np.abs(host_vector(case.params, spec)).max())
         tally.exact(bool(np.all(r_const["spread"] == 0)) and r_vary["residual"] > 1e-8 * scale)
     return tally
 
@@ -417,7 +410,7 @@ def _check_dimension(ctx):
 
 @register_check("discrepancy: Fig. 1 caption says 'any nonzero alpha'; for ReLU alpha must be "
                 "> 0 (alpha = -1 changes the function; identity nets are unchanged)",
-                "path-sgd Fig. 1, Theorem 1")
+                "path-sgd Theorem 1, Fig. 1")
 def _check_negative_alpha(ctx):
     tally = Tally()
     changed = 0.0

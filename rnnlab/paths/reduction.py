@@ -17,23 +17,24 @@ The reduction graph is the unrolled graph with time removed (Section 3.2, Figure
 
 A **reduction path** (Definition 3) starts at an input or the bias node, ends at an output and
 crosses at most one recurrent edge. For a stacked RNN rnnlab reads "at most one" as one in the
-whole path (not one per layer); Theorem 1 holds with this smaller set (checked by
+whole path (not one per layer); Theorem 1 (gsgd) holds with this smaller set (checked by
 :meth:`ReductionGraph.combination`), so the larger reading is never needed. Every edge is crossed
 at most once, so counting vectors of reduction paths are 0/1 vectors.
 
-**Theorem 1** (values of unrolled paths are products and quotients of reduction-path values) is
-the statement that every unrolled counting vector c is an *integer* combination of reduction
-counting vectors. :meth:`ReductionGraph.combination` writes one down for any c. Choose for every
-hidden node v a non-recurrent chain ``head(v)`` from an input to v and ``tail(v)`` from v to an
-output (:class:`Chains`); for an edge e = u -> w let ``R(e) = head(u) + e + tail(w)`` (head of an
-input and tail of an output are empty), a reduction path with at most one recurrent edge. Then
-for every c with flow conservation at the hidden nodes (in-count = out-count, true for any path)
+**Theorem 1 (gsgd)** (values of unrolled paths are products and quotients of reduction-path
+values) is the statement that every unrolled counting vector c is an *integer* combination of
+reduction counting vectors. :meth:`ReductionGraph.combination` writes one down for any c.
+Choose for every hidden node v a non-recurrent chain ``head(v)`` from an input to v and
+``tail(v)`` from v to an output (:class:`Chains`); for an edge e = u -> w let
+``R(e) = head(u) + e + tail(w)`` (head of an input and tail of an output are empty), a reduction
+path with at most one recurrent edge. Then for every c with flow conservation at the hidden
+nodes (in-count = out-count, true for any path)
 
     c = sum_e c_e R(e)  -  sum_v n_v(c) (head(v) + tail(v)),     n_v(c) = sum_{e into v} c_e,
 
 because the right side equals c + sum_v head(v) (out_v(c) - in_v(c)). This is the paper's proof
-of Theorem 1 (App. C.1, where p(i) = R(e_i)) written for stacked layers and biases; the paper's
-example there (C_p = (1, 0, 3, 1, 0)) is the single-unit case.
+of Theorem 1 (gsgd) (App. C.1, where p(i) = R(e_i)) written for stacked layers and biases; the
+paper's example there (C_p = (1, 0, 3, 1, 0)) is the single-unit case.
 
 Notes on the paper (checked by code in ``tests/test_paths_reduction.py``):
 
@@ -52,6 +53,7 @@ import random
 import numpy as np
 
 from ..errors import ConfigError
+from .support import require_elman
 from .unrolled import n_params, param_index
 
 EDGE_KINDS = ("in", "rec", "out", "bias")
@@ -105,6 +107,10 @@ class REdge:
 class ReductionGraph:
     """The reduction graph of ``spec`` (time removed; one edge per scalar parameter).
 
+    Parameters
+    ----------
+    spec : ElmanSpec (or a model: its ``.spec``)
+
     Attributes
     ----------
     spec : ElmanSpec
@@ -120,7 +126,7 @@ class ReductionGraph:
     """
 
     def __init__(self, spec):
-        self.spec = spec
+        self.spec = spec = require_elman(spec, what="ReductionGraph")
         self.n_params = n_params(spec)
         d = spec.layers
         widths = (spec.n_in,) + tuple(spec.hidden)
@@ -255,7 +261,7 @@ class ReductionGraph:
         """(N_h, m) int64: row v has +1 on the edges into hidden node v and -1 on the edges out
         of it. Every path's counting vector c satisfies ``conservation_matrix() @ c = 0``; the
         rows are also the log-space directions of the node-wise rescalings of
-        ``path-sgd-relu-rnn.md`` Theorem 1 (multiply in-edges by a, out-edges by 1/a)."""
+        Theorem 1 (path-sgd) (multiply in-edges by a, out-edges by 1/a)."""
         M = np.zeros((self.n_hidden, self.n_params), dtype=np.int64)
         for r, v in enumerate(self.hidden_nodes):
             for p in self.in_edges[v]:
@@ -270,7 +276,7 @@ class ReductionGraph:
         c = np.asarray(c)
         return {v: int(sum(int(c[p]) for p in self.in_edges[v])) for v in self.hidden_nodes}
 
-    # ------------------------------------------------------------------ Theorem 1
+    # ------------------------------------------------------------------ Theorem 1 (gsgd)
     @functools.cached_property
     def default_chains(self) -> "Chains":
         """Head/tail chains from the cyclic skeleton (:meth:`Chains.cyclic`)."""

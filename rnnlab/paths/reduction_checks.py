@@ -1,12 +1,12 @@
 """Reduction-graph and basis-path claims for ``rnnlab verify`` (``path-space-rnn-gsgd.md``
-Definition 3, Theorems 1-3, Algorithm 1, App. B.4 and C).
+Definition 3, Theorems 1-3 (gsgd), Algorithm 1, App. B.4 and C).
 
-Importing this module registers its checks in :data:`rnnlab.paths.verify.CHECKS` and its planted
-bugs in :data:`rnnlab.paths.verify.PLANTS`. Every theorem check is exact: counting vectors are
-integers, combinations are verified with Python ints, ranks by exact rational elimination
-(:mod:`rnnlab.paths.exact`), and the Theorem 2 forward passes run in :class:`fractions.Fraction`;
-only the extra float64 comparison of Theorem 2 (the library's own forward on the two weight
-settings) has a tolerance.
+Importing this module registers its checks in :data:`rnnlab.paths.checks.CHECKS`; the planted
+bugs that target them are in :mod:`rnnlab.paths.plants`. Every theorem check is exact: counting
+vectors are integers, combinations are verified with Python ints, ranks by exact rational
+elimination (:mod:`rnnlab.paths.exact`), and the Theorem 2 (gsgd) forward passes run in
+:class:`fractions.Fraction`; only the extra float64 comparison of Theorem 2 (gsgd) (the library's
+own forward on the two weight settings) has a tolerance.
 
 The ``*_report`` functions do the work for one network and return plain dicts of facts, so tests
 can run the same code on Hypothesis-drawn architectures.
@@ -19,18 +19,13 @@ from fractions import Fraction
 
 import numpy as np
 
+from ..params import unflatten
 from . import exact
-from .basis import BasisPaths, Skeleton, algorithm1_masks, forward_exact, rank_facts
+from .basis import BasisPaths, algorithm1_masks, forward_exact, rank_facts
+from .checks import EPS, Tally, register_check
+from .plants import basis_under_test, reduction_graph_under_test
 from .reduction import ReductionGraph, sample_unrolled_paths
 from .unrolled import UnrolledGraph
-from .verify import EPS, PLANTS, Tally, register_check
-
-PLANTS.update({
-    "skeleton_rec_swap": "recurrent basis paths read W_rec[j, k] as the edge j -> k (head of the "
-                         "target, tail of the source)",
-    "skeleton_mask_printed": "the skeleton out-mask is Algorithm 1 as printed, M^o[j][j % n_out]",
-    "reduction_no_rec": "the reduction graph keeps only paths without a recurrent edge",
-})
 
 ENUMERATE_LIMIT = 4000   # enumerate every unrolled path up to this many, else sample
 N_SAMPLE = 300           # sampled unrolled paths per (network, T) above the limit
@@ -61,31 +56,6 @@ def random_rationals(rng, n: int) -> list:
     return [Fraction(int(a), int(b)) for a, b in zip(num, den)]
 
 
-def _basis(spec, plant=None, skeleton=None) -> BasisPaths:
-    """The basis under test, with the planted bugs that target it."""
-    if plant == "skeleton_mask_printed":
-        d = spec.layers
-        widths = (spec.n_in,) + tuple(spec.hidden) + (spec.n_out,)
-        in_masks, out_masks = {}, {}
-        for i in range(1, d + 1):
-            in_masks[i], out_masks[i] = algorithm1_masks(
-                (widths[i], widths[i - 1]), (widths[i + 1], widths[i]), reading="printed")
-        skeleton = Skeleton(spec, in_masks, out_masks)
-    if plant == "skeleton_rec_swap":
-        return _SwappedRecurrent(spec, skeleton)
-    return BasisPaths(spec, skeleton)
-
-
-class _SwappedRecurrent(BasisPaths):
-    """Planted bug: the recurrent basis path of W_rec[j, k] (edge k -> j) is built as if the edge
-    went j -> k."""
-
-    def _basis_path(self, e):
-        if e.recurrent:
-            return self.chains.head(e.dst) + (e.param,) + self.chains.tail(e.src)
-        return super()._basis_path(e)
-
-
 # ----------------------------------------------------------------------------- reports
 def reduction_report(spec) -> dict:
     """Definition 3 facts for one network: enumeration vs DP count, every path valid, 0/1
@@ -113,17 +83,15 @@ def _unrolled_paths(spec, T, seed=0):
 @functools.lru_cache(maxsize=32)
 def _reduction_space(spec, plant=None) -> exact.RowSpace:
     """The exact row space of the reduction counting vectors (cached per network)."""
-    g = ReductionGraph(spec)
-    rows = [p for p in g.paths if plant != "reduction_no_rec"
-            or not any(g.edges[q].recurrent for q in p)]
+    g = reduction_graph_under_test(spec, plant)
     space = exact.RowSpace()
-    space.add_all(g.counting_vector(p).tolist() for p in rows)
+    space.add_all(g.counting_vector(p).tolist() for p in g.paths)
     return space
 
 
 def theorem1_report(spec, T: int, seed: int = 0, plant=None, rational: bool = True) -> dict:
-    """Theorem 1 for one network and one T: every unrolled path's counting vector as an integer
-    combination of reduction-path counting vectors, verified exactly.
+    """Theorem 1 (gsgd) for one network and one T: every unrolled path's counting vector as an
+    integer combination of reduction-path counting vectors, verified exactly.
 
     Returns a dict: ``paths`` checked, ``vectors`` (distinct counting vectors among them, each
     checked once), ``all_paths`` (enumerated rather than sampled),
@@ -132,11 +100,7 @@ def theorem1_report(spec, T: int, seed: int = 0, plant=None, rational: bool = Tr
     elimination; None if ``rational`` is False), ``max_coeff``, ``max_terms``, ``failures``
     (readable descriptions of the first failing paths).
     """
-    g = ReductionGraph(spec)
-    if plant == "reduction_no_rec":
-        keep = [p for p in g.paths if not any(g.edges[q].recurrent for q in p)]
-        g.__dict__["paths"] = keep
-        g.__dict__.pop("path_index", None)
+    g = reduction_graph_under_test(spec, plant)
     ug, paths, everything = _unrolled_paths(spec, T, seed)
     space = None
     if rational:
@@ -185,7 +149,7 @@ def subset_report(spec, T: int) -> dict:
 
 
 def basis_report(spec, T_values=(1, 2, 3), seed: int = 0, plant=None, skeleton=None) -> dict:
-    """Theorem 3 and the basis count for one network, all exact.
+    """Theorem 3 (gsgd) and the basis count for one network, all exact.
 
     Returns a dict: ``count``, ``expected`` (= #weights - #hidden nodes), ``basis_rank``,
     ``joint_rank`` (basis + all reduction paths), ``kernel_ok`` (the basis map kills exactly the
@@ -193,7 +157,7 @@ def basis_report(spec, T_values=(1, 2, 3), seed: int = 0, plant=None, skeleton=N
     ``unrolled_ok`` (every reduction / unrolled path, for T in ``T_values``, is an integer
     combination of basis paths, verified exactly), ``unrolled_paths`` (how many were checked).
     """
-    bp = _basis(spec, plant, skeleton)
+    bp = basis_under_test(spec, plant, skeleton)
     facts = rank_facts(bp)
     g = bp.graph
     red_ok = all(bp.check(bp.coefficients(c), c) for c in g.counting_matrix())
@@ -228,9 +192,9 @@ def _positive_rescaling(bp: BasisPaths, w, w2):
 
 @functools.lru_cache(maxsize=256)
 def theorem2_report(spec, seed: int, T: int = 3, B: int = 4, plant=None) -> dict:
-    """Theorem 2 for one network: two different weight settings with the same basis-path values
-    and the same skeleton out-weight signs have identical activation patterns and outputs; one
-    flipped sign (basis values kept) changes them.
+    """Theorem 2 (gsgd) for one network: two different weight settings with the same basis-path
+    values and the same skeleton out-weight signs have identical activation patterns and outputs;
+    one flipped sign (basis values kept) changes them.
 
     Weights and inputs are random rationals; the second setting is solved from the basis values
     and random magnitudes for the skeleton out-weights (:meth:`BasisPaths.weights_from_values`);
@@ -249,7 +213,7 @@ def theorem2_report(spec, seed: int, T: int = 3, B: int = 4, plant=None) -> dict
     ``float_error`` / ``float_tol`` of the library forward on the two settings.
     """
     rng = np.random.default_rng(seed)
-    bp = _basis(spec, plant)
+    bp = basis_under_test(spec, plant)
     g = bp.graph
     w = random_rationals(rng, g.n_params)
     x = [[random_rationals(rng, spec.n_in) for _ in range(B)] for _ in range(T)]
@@ -285,13 +249,12 @@ def _float_comparison(spec, w, w2, x):
     step), and its round-off bound."""
     from .. import backend
     from ..models import ElmanRNN
-    from .unrolled import unflatten_params
     every = dataclasses.replace(spec, outputs="every")
     xs = np.array([[[float(v) for v in row] for row in step] for step in x])
     outs, scales = [], []
     for weights in (w, w2):
         p = {k: backend.to_device(v, dtype="float64") for k, v in
-             unflatten_params(every, np.array([float(v) for v in weights])).items()}
+             unflatten(np.array([float(v) for v in weights]), every, host=True).items()}
         y, _ = ElmanRNN(every, p).forward(p, backend.to_device(xs, dtype="float64"))
         outs.append(backend.to_host(y))
         ident = dataclasses.replace(every, activation="identity")
@@ -307,9 +270,9 @@ def _float_comparison(spec, w, w2, x):
 
 
 def stacked_sign_report(spec, seed: int, T: int = 3, B: int = 4, tries: int = 10) -> dict:
-    """The stacked-RNN discrepancy in Theorem 2: flip the sign of a hidden node of a layer < d
-    (:meth:`BasisPaths.flip_node`, basis values kept). W^o and every basis value stay the same; the
-    output changes for some node and some of ``tries`` random weight/input draws (an existence
+    """The stacked-RNN discrepancy in Theorem 2 (gsgd): flip the sign of a hidden node of a layer
+    < d (:meth:`BasisPaths.flip_node`, basis values kept). W^o and every basis value stay the same;
+    the output changes for some node and some of ``tries`` random weight/input draws (an existence
     claim: a counterexample to "basis values + signs of W^o determine the output").
     """
     bp = BasisPaths(spec)
@@ -413,10 +376,10 @@ def _check_reduction(ctx):
     return tally
 
 
-@register_check("Theorem 1: every unrolled path's counting vector is an INTEGER combination of "
-                "reduction-path counting vectors (explicit coefficients, A x = c checked in "
-                "ints; c also in their rational span by exact elimination), T = 1, 2, T",
-                "gsgd Thm 1, App. C.1")
+@register_check("Theorem 1 (gsgd): every unrolled path's counting vector is an INTEGER "
+                "combination of reduction-path counting vectors (explicit coefficients, A x = c "
+                "checked in ints; c also in their rational span by exact elimination), "
+                "T = 1, 2, T", "gsgd Thm 1, App. C.1")
 def _check_theorem1(ctx):
     tally = Tally()
     sampled = 0
@@ -451,14 +414,14 @@ def _check_subset(ctx):
     return tally
 
 
-@register_check("Theorem 3 count: the Skeleton Method (Alg. 1 with the index fix, stacked per "
-                "App. B.4) selects #weights - #hidden nodes paths (biases are weights, the "
+@register_check("Theorem 3 (gsgd) count: the Skeleton Method (Alg. 1 with the index fix, stacked "
+                "per App. B.4) selects #weights - #hidden nodes paths (biases are weights, the "
                 "bias node is not a hidden node)", "gsgd Thm 3, Alg. 1, App. B.4")
 def _check_count(ctx):
     tally = Tally()
     for spec in check_specs(ctx.layers, ctx.widths):
         try:
-            bp = _basis(spec, ctx.plant)
+            bp = basis_under_test(spec, ctx.plant)
             tally.exact(len(bp) == bp.expected_count
                         and bp.expected_count == bp.graph.n_params - sum(spec.hidden))
         except (IndexError, ValueError) as exc:
@@ -467,10 +430,11 @@ def _check_count(ctx):
     return tally
 
 
-@register_check("Theorem 3: basis paths are independent (exact rank = count), span every "
+@register_check("Theorem 3 (gsgd): basis paths are independent (exact rank = count), span every "
                 "reduction path (rank [basis; reduction] = count), every reduction and unrolled "
                 "path (T = 1..T) is an INTEGER combination of them, and the basis map's kernel is "
-                "exactly the node rescalings", "gsgd Thm 3, Def. 2; path-sgd Thm 1")
+                "exactly the node rescalings of Theorem 1 (path-sgd)",
+                "gsgd Thm 3, Def. 2; path-sgd Thm 1")
 def _check_theorem3(ctx):
     tally = Tally()
     for spec in check_specs(ctx.layers, ctx.widths):
@@ -490,9 +454,9 @@ def _check_theorem3(ctx):
     return tally
 
 
-@register_check("Theorem 2: a second, different weight setting solved from the basis-path values "
-                "and same-sign skeleton out-weights has identical ReLU activation patterns and "
-                "outputs (exact rational forward; it is a positive node rescaling, exactly)",
+@register_check("Theorem 2 (gsgd): a second, different weight setting solved from the basis-path "
+                "values and same-sign skeleton out-weights has identical ReLU activation patterns "
+                "and outputs (exact rational forward; it is a positive node rescaling, exactly)",
                 "gsgd Thm 2, App. C.2")
 def _check_theorem2(ctx):
     tally = Tally()
@@ -517,8 +481,8 @@ def _theorem2_reports(ctx, tally):
                     _fail_note(tally, f"{type(exc).__name__}: {exc}")
 
 
-@register_check("Theorem 2 needs the signs: flipping one node (alpha_v = -1: the signs of the "
-                "skeleton out-weights at v; all basis values kept) changes the activation "
+@register_check("Theorem 2 (gsgd) needs the signs: flipping one node (alpha_v = -1: the signs of "
+                "the skeleton out-weights at v; all basis values kept) changes the activation "
                 "pattern, and the output if v is in the top layer (whenever v's pre-activation "
                 "is ever nonzero)",
                 "gsgd Thm 2")

@@ -1,5 +1,8 @@
 """Node-wise rescalings of stacked ReLU RNNs (``path-sgd-relu-rnn.md`` Section 3, Theorem 1).
 
+Sources: ``path-sgd`` is ``path-sgd-relu-rnn.md``, ``gsgd`` is ``path-space-rnn-gsgd.md`` (both
+have a Theorem 1; here it is always path-sgd's).
+
 Shapes: d hidden layers of widths H_i, T steps. ``alpha`` is a list of d positive vectors
 ``alpha[i-1] : (H_i,)``, one factor per hidden unit, shared across time.
 
@@ -15,17 +18,17 @@ not rescaled)::
 
 Notes on the paper's statement
 ------------------------------
-* Theorem 1 writes the cases "i = 1" and "1 < i < d" for W_in and 1/alpha^{d-1} for W_out
-  because the paper's Table 1 numbers its hidden layers 1..d-1 and calls the output layer d; in
-  rnnlab's numbering (hidden layers 1..d, output separate) the middle case is 1 < i <= d and the
-  output uses alpha^d. Theorem 1 leaves biases out; with the bias node of footnote 2, b^i scales
-  by alpha^i and b_out does not change.
+* Theorem 1 (path-sgd) writes the cases "i = 1" and "1 < i < d" for W_in and 1/alpha^{d-1} for
+  W_out because the paper's Table 1 numbers its hidden layers 1..d-1 and calls the output layer
+  d; in rnnlab's numbering (hidden layers 1..d, output separate) the middle case is 1 < i <= d
+  and the output uses alpha^d. Theorem 1 (path-sgd) leaves biases out; with the bias node of
+  footnote 2, b^i scales by alpha^i and b_out does not change.
 * The caption of Figure 1 says the two networks are equivalent "for any nonzero alpha". For ReLU
   this needs alpha > 0: relu(-z) != -relu(z), so alpha = -1 on one unit changes the function
   (it does hold for the identity activation). :func:`rescale` therefore requires alpha > 0.
 * A factor that changes with time is not feasible: the T copies of a shared parameter would need
   different values (:func:`per_time_rescaling`), which is the converse half of Theorem 1
-  ("any feasible node-wise rescaling can be presented in the above form");
+  (path-sgd) ("any feasible node-wise rescaling can be presented in the above form");
   :func:`feasible_rescaling_dimension` computes the dimension of the feasible family exactly from
   the unrolled graph.
 """
@@ -34,7 +37,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
-from .unrolled import UnrolledGraph, flat_params, n_params, unflatten_params
+from ..params import host_vector, unflatten
+from .support import POSITIVELY_HOMOGENEOUS, require_elman
+from .unrolled import UnrolledGraph
+
+_RESCALING = "a node-wise rescaling that keeps the function, Theorem 1 (path-sgd)"
 
 
 def _check_alpha(spec, alpha, *, positive: bool = True) -> list:
@@ -61,6 +68,8 @@ def rescaling_factors(spec, alpha, *, check: bool = True) -> dict:
 
     Returns a dict with the keys of ``spec.param_shapes()``.
     """
+    spec = require_elman(spec, activations=POSITIVELY_HOMOGENEOUS,
+                         what=f"rescaling_factors ({_RESCALING})")
     alpha = _check_alpha(spec, alpha, positive=check)
     factors, below = {}, np.ones(spec.n_in)
     for i, a in enumerate(alpha, start=1):
@@ -76,11 +85,11 @@ def rescaling_factors(spec, alpha, *, check: bool = True) -> dict:
 
 
 def rescale(spec, params, alpha, *, check: bool = True) -> dict:
-    """T_alpha(params): the feasible node-wise rescaling of Theorem 1 (with biases).
+    """T_alpha(params): the feasible node-wise rescaling of Theorem 1 (path-sgd), with biases.
 
     Parameters
     ----------
-    spec : ElmanSpec
+    spec : ElmanSpec (or a model) with activation "relu" or "identity"
     params : dict or (m,) flat vector
     alpha : list of d arrays (H_i,), all entries > 0
     check : bool
@@ -90,13 +99,16 @@ def rescale(spec, params, alpha, *, check: bool = True) -> dict:
     -------
     dict of float64 host arrays with the keys of ``spec.param_shapes()``.
     """
-    p = unflatten_params(spec, flat_params(spec, params))
+    spec = require_elman(spec, activations=POSITIVELY_HOMOGENEOUS,
+                         what=f"rescale ({_RESCALING})")
+    p = unflatten(host_vector(params, spec), spec, host=True)
     factors = rescaling_factors(spec, alpha, check=check)
     return {k: factors[k] * p[k] for k in p}
 
 
 def random_alpha(spec, rng, low: float = 0.25, high: float = 4.0) -> list:
     """Factors drawn log-uniformly from [low, high] (one vector per hidden layer)."""
+    spec = require_elman(spec, what="random_alpha")
     return [np.exp(rng.uniform(np.log(low), np.log(high), size=w)) for w in spec.hidden]
 
 
@@ -135,13 +147,14 @@ def per_time_rescaling(spec, params, T: int, alpha_t) -> dict:
       ``residual`` : float, sqrt(sum_e (required_e - shared_{pi(e)})^2);
       ``spread`` : (m,) max - min of the required values per parameter.
     """
+    spec = require_elman(spec, what="per_time_rescaling")
     graph = UnrolledGraph(spec, T)
-    w = flat_params(spec, params)[graph.edge_param]
+    flat = host_vector(params, spec)
+    w = flat[graph.edge_param]
     f = node_factors(graph, alpha_t)
     required = w * f[graph.edge_dst] / f[graph.edge_src]
     m = graph.n_params
     counts = np.bincount(graph.edge_param, minlength=m)
-    flat = flat_params(spec, params)
     sums = np.bincount(graph.edge_param, weights=required, minlength=m)
     shared = np.where(counts > 0, sums / np.maximum(counts, 1), flat)
     resid = required - shared[graph.edge_param]
@@ -162,10 +175,12 @@ def feasible_rescaling_dimension(spec, T: int) -> int:
     linear equation per edge, log s_{pi(e)} = log f_dst - log f_src (inputs, bias and outputs
     fixed at log 1 = 0). The feasible rescalings are the solutions; their dimension, counted in
     the node factors, is dim null(C) minus the parameters that label no edge (W_rec when T = 1,
-    free because they do not affect the function). Theorem 1 says it equals sum(H_i): one factor
-    per unit, constant in time. Computed exactly (integer matrix, rank by SVD of a 0/+-1 matrix
-    whose nonzero singular values are far from 0 at these sizes; cross-checked in the tests).
+    free because they do not affect the function). Theorem 1 (path-sgd) says it equals sum(H_i):
+    one factor per unit, constant in time. Computed exactly (integer matrix, rank by SVD of a
+    0/+-1 matrix whose nonzero singular values are far from 0 at these sizes; cross-checked in the
+    tests).
     """
+    spec = require_elman(spec, what="feasible_rescaling_dimension")
     graph = UnrolledGraph(spec, T)
     hidden = graph.hidden_nodes
     col = {v: c for c, v in enumerate(hidden)}
@@ -184,4 +199,4 @@ def feasible_rescaling_dimension(spec, T: int) -> int:
 
 
 __all__ = ["feasible_rescaling_dimension", "node_factors", "per_time_rescaling", "random_alpha",
-           "rescale", "rescaling_factors", "n_params"]
+           "rescale", "rescaling_factors"]

@@ -21,9 +21,10 @@ output (t, k).
 nodes, but with h_0 = 0 (Table 1) every path that starts there carries the value 0 and adds
 nothing to the function. It would still add a term to the path regularizer (Eq. 2 sums over all
 paths, whatever the input value), and those paths are not invariant under the node-wise
-rescalings of Theorem 1 (h_0 is not rescaled), so including them would break Theorem 2; the
-squared-network formula of Theorem 3 agrees with leaving them out only if it runs with
-h~_0 = 0. rnnlab therefore omits them, which makes Eq. (2), Eq. (3) and Theorem 3 agree.
+rescalings of Theorem 1 (path-sgd) (h_0 is not rescaled), so including them would break
+Theorem 2 (path-sgd); the squared-network formula of Theorem 3 (path-sgd) agrees with leaving them
+out only if it runs with h~_0 = 0. rnnlab therefore omits them, which makes Eq. (2), Eq. (3) and
+Theorem 3 (path-sgd) agree.
 
 Nodes are numbered in a topological order (bias first, then for each t: inputs, layer 1, ...,
 layer d, outputs) and edges are numbered grouped by destination in that order, so one pass over
@@ -47,6 +48,8 @@ import numpy as np
 
 from .. import backend
 from ..errors import ConfigError
+from ..params import host_vector, layout
+from .support import POSITIVELY_HOMOGENEOUS, require_elman
 
 KINDS = ("input", "bias", "hidden", "output")
 
@@ -54,15 +57,12 @@ KINDS = ("input", "bias", "hidden", "output")
 # ----------------------------------------------------------------------------- parameter indexing
 def _offsets(spec) -> dict:
     """name -> (offset, shape) in the flatten order of :func:`rnnlab.params.flatten`."""
-    out, start = {}, 0
-    for name, shape in spec.param_shapes().items():
-        out[name] = (start, tuple(shape))
-        start += math.prod(shape)
-    return out
+    return {name: (start, shape) for name, shape, start, _ in layout(spec)}
 
 
 def n_params(spec) -> int:
-    """The number m of scalar parameters of ``spec``."""
+    """The number m of scalar parameters of ``spec`` (an Elman spec or model)."""
+    spec = require_elman(spec, what="n_params")
     return sum(math.prod(s) for s in spec.param_shapes().values())
 
 
@@ -75,7 +75,7 @@ def param_index(spec, name: str, index) -> int:
     >>> param_index(ElmanSpec(1, (2,), 1), "layer1.W_rec", (0, 1))
     3
     """
-    offsets = _offsets(spec)
+    offsets = _offsets(require_elman(spec, what="param_index"))
     if name not in offsets:
         raise ConfigError(f"unknown parameter name {name!r}; expected one of {list(offsets)}")
     start, shape = offsets[name]
@@ -87,6 +87,7 @@ def param_index(spec, name: str, index) -> int:
 
 def param_names_flat(spec) -> list[str]:
     """A readable name for every flat index, e.g. ``"layer1.W_rec[0,1]"`` or ``"out.b[2]"``."""
+    spec = require_elman(spec, what="param_names_flat")
     names = []
     for name, shape in spec.param_shapes().items():
         for idx in np.ndindex(*shape):
@@ -94,53 +95,13 @@ def param_names_flat(spec) -> list[str]:
     return names
 
 
-def flat_params(spec, params) -> np.ndarray:
-    """``params`` (a dict with the keys of ``spec.param_shapes()``, host or device arrays, or an
-    already flat vector) as one float64 host vector of length m, in flatten order."""
-    m = n_params(spec)
-    if isinstance(params, dict):
-        shapes = spec.param_shapes()
-        if list(params) != list(shapes):
-            raise ConfigError(f"params must have the keys {list(shapes)} in that order; "
-                              f"got {list(params)}")
-        parts = []
-        for name, shape in shapes.items():
-            a = np.asarray(backend.to_host(params[name]), dtype=np.float64)
-            if a.shape != tuple(shape):
-                raise ConfigError(f"{name} must have shape {tuple(shape)}; got {a.shape}")
-            parts.append(a.ravel())
-        return np.concatenate(parts)
-    vec = np.asarray(backend.to_host(params), dtype=np.float64)
-    if vec.shape != (m,):
-        raise ConfigError(f"a flat parameter vector must have shape ({m},); got {vec.shape}")
-    return vec
-
-
-def unflatten_params(spec, vec) -> dict:
-    """The inverse of :func:`flat_params`: a dict of float64 host arrays (copies)."""
-    vec = np.asarray(vec, dtype=np.float64)
-    out, start = {}, 0
-    for name, shape in spec.param_shapes().items():
-        size = math.prod(shape)
-        out[name] = vec[start:start + size].reshape(shape).copy()
-        start += size
-    if start != vec.shape[0]:
-        raise ConfigError(f"vector must have shape ({start},); got {vec.shape}")
-    return out
-
-
 def fit_T(spec, T: int, max_paths: int) -> int:
     """The largest T' <= T (at least 1) whose unrolled graph has at most ``max_paths`` paths
     (for tests and benchmarks that must keep enumeration small)."""
+    spec = require_elman(spec, what="fit_T")
     while T > 1 and UnrolledGraph(spec, T, max_paths=max_paths).count_paths() > max_paths:
         T -= 1
     return T
-
-
-def _check_positive_homogeneous(spec, what: str):
-    if spec.activation not in ("relu", "identity"):
-        raise ConfigError(f"{what} needs a positively homogeneous activation ('relu' or "
-                          f"'identity'); got activation={spec.activation!r}")
 
 
 # ----------------------------------------------------------------------------- the graph
@@ -171,7 +132,7 @@ class UnrolledGraph:
 
     Parameters
     ----------
-    spec : ElmanSpec
+    spec : ElmanSpec (or a model: its ``.spec``)
     T : int
         Number of steps unrolled.
     max_paths : int
@@ -194,7 +155,7 @@ class UnrolledGraph:
 
     def __init__(self, spec, T: int, max_paths: int = 1_000_000):
         from .. import validate
-        self.spec = spec
+        self.spec = spec = require_elman(spec, what="UnrolledGraph")
         self.T = validate.positive_int("T", T)
         self.max_paths = validate.positive_int("max_paths", max_paths)
         self.n_params = n_params(spec)
@@ -411,7 +372,7 @@ class UnrolledGraph:
         values : (n_nodes, B) float64
             h_v for every node (pre-activation sums for output nodes, 1 for the bias node).
         """
-        w = flat_params(self.spec, params)[self.edge_param]
+        w = host_vector(params, self.spec)[self.edge_param]
         x = self._check_x(x)
         values = np.zeros((self.n_nodes, x.shape[1]))
         relu = self.spec.activation == "relu"
@@ -487,10 +448,10 @@ class PathSet:
                                                    dtype=per_edge.dtype)])
         return padded[self.edges]  # index -1 reads the appended row of ones
 
-    def values(self, flat_params_or_dict) -> np.ndarray:
+    def values(self, params) -> np.ndarray:
         """(P,) path values v_p = product of the weights along each path
-        (``path-space-rnn-gsgd.md`` Section 2.1)."""
-        w = flat_params(self.graph.spec, flat_params_or_dict)[self.graph.edge_param]
+        (``path-space-rnn-gsgd.md`` Section 2.1); ``params`` a dict or an (m,) flat vector."""
+        w = host_vector(params, self.graph.spec)[self.graph.edge_param]
         return np.prod(self._gather(w), axis=1)
 
     def activation(self, x, params) -> np.ndarray:
@@ -500,8 +461,9 @@ class PathSet:
         The hidden values come from :meth:`UnrolledGraph.forward` (not from the model), so the
         reconstruction check compares two independent computations.
         """
-        spec = self.graph.spec
-        _check_positive_homogeneous(spec, "the path decomposition of the output (Eq. 3)")
+        spec = require_elman(self.graph.spec, activations=POSITIVELY_HOMOGENEOUS,
+                             what="PathSet.activation (the path decomposition of the output, "
+                                  "Eq. 3 (gsgd))")
         node_values = self.graph.forward(x, params)
         on = np.ones(node_values.shape, dtype=bool)
         if spec.activation == "relu":

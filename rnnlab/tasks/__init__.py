@@ -1,15 +1,20 @@
-"""Tasks by name: what the CLI and the trainer can build."""
-from .. import validate
+"""Tasks by name: what the CLI, config files and the trainer can build.
+
+:data:`TASKS` is the registry; a new task is a new module whose class declares ``options``, plus
+one ``TASKS.register(name, Class)`` line here.
+"""
+from ..options import Registry
 from .adding import AddingProblem
 from .base import Task
 
-TASKS = {"adding": AddingProblem}
+TASKS = Registry("task")
+TASKS.register("adding", AddingProblem)
 
 
-def make_task(name: str, **options) -> Task:
-    """The task called ``name`` (one of :data:`TASKS`) built with ``options`` (e.g. ``T``)."""
-    validate.choice("task", name, tuple(TASKS))
-    return TASKS[name](**options)
+def make_task(name: str, dtype=None, **options) -> Task:
+    """The task called ``name`` (one of :data:`TASKS`) built with its ``options`` (e.g. ``T``);
+    options not given take their declared defaults."""
+    return TASKS.get(name)(**TASKS.resolve(name, options), dtype=dtype)
 
 
 __all__ = ["AddingProblem", "TASKS", "Task", "make_task"]

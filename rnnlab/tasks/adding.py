@@ -11,8 +11,11 @@ the chance level that learning curves are read against.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import backend, validate
 from ..losses import mse
+from ..options import Option
 from .base import Task
 
 
@@ -27,6 +30,8 @@ class AddingProblem(Task):
     n_in = 2
     n_out = 1
     outputs = "last"
+    metric_name = "mse"
+    options = (Option.integer("T", 100, "sequence length", minimum=2),)
 
     def __init__(self, T: int, dtype=None):
         self.T = validate.positive_int("T", T, minimum=2)
@@ -36,19 +41,20 @@ class AddingProblem(Task):
         return f"AddingProblem(T={self.T})"
 
     def batch(self, rng, batch_size: int):
-        xp = backend.get_xp()
+        """One batch drawn on the host with ``rng`` (a ``numpy.random.Generator``), moved to the
+        active backend once."""
         B = validate.positive_int("batch_size", batch_size)
         T, half = self.T, self.T // 2
         values = rng.random((T, B), dtype=self.dtype)
         first = rng.integers(0, half, size=B)
         second = rng.integers(half, T, size=B)
-        columns = xp.arange(B)
-        markers = xp.zeros((T, B), dtype=self.dtype)
-        markers[first, columns] = 1
-        markers[second, columns] = 1
-        x = xp.stack([values, markers], axis=-1)
+        columns = np.arange(B)
+        x = np.zeros((T, B, 2), dtype=self.dtype)
+        x[..., 0] = values
+        x[first, columns, 1] = 1
+        x[second, columns, 1] = 1
         targets = (values[first, columns] + values[second, columns])[:, None]
-        return x, targets, None
+        return backend.to_device(x), backend.to_device(targets), None
 
     def metric(self, outputs, targets, mask=None) -> dict:
         return {"mse": mse(outputs, targets, mask)[0]}

@@ -1,17 +1,25 @@
 """The task protocol: what the trainer, the CLI and comparisons need from a problem.
 
 A task has a ``name``, the model shape it asks for (``n_in``, ``n_out``, ``outputs``), the name
-of its ``loss``, and:
+of its ``loss``, its ``options`` (a tuple of :class:`rnnlab.options.Option`, e.g. the length
+``T``), and:
 
 ``batch(rng, B) -> (x, targets, mask)``
-    ``x : (T, B, n_in)`` on the active backend, drawn with ``rng`` (a backend generator);
-    ``mask`` is None or has the outputs' leading shape.
-``eval_set(n, seed) -> (x, targets, mask)``
-    A fixed held-out set (the same for the same ``n`` and ``seed``).
+    ``x : (T, B, n_in)``; ``mask`` is None or has the outputs' leading shape. Drawn on the host
+    with ``rng`` (a ``numpy.random.Generator``) and moved to the active backend once, so the
+    same seed gives the same batch on NumPy and CuPy.
+``eval_batches(n, seed, batch_size) -> iterator of (x, targets, mask)``
+    A fixed held-out set of ``n`` sequences (the same for the same ``n``, ``seed`` and
+    ``batch_size``), in chunks of at most ``batch_size`` so that evaluation runs in bounded
+    memory however large ``n`` is.
 ``metric(outputs, targets, mask) -> dict``
-    Named scalar metrics (the loss always among them).
-``baseline() -> dict``
-    What a trivial predictor scores, to read learning curves against.
+    Named scalar means over the scored positions (the loss always among them).
+``metric_name``, ``baseline()``, :meth:`Task.baseline_value`
+    The metric curves and summaries read, what a trivial predictor scores on each metric, and
+    that score for ``metric_name`` (None where the sources give none).
+``carries_state``
+    True for streams (language modelling): the final recurrent state of one batch is the
+    initial state of the next, in training and in evaluation, and is checkpointed.
 """
 from __future__ import annotations
 
@@ -19,23 +27,34 @@ from .. import backend
 
 
 class Task:
-    """Base class with the shared ``eval_set``; subclasses implement ``batch`` and ``metric``."""
+    """Base class with the shared ``eval_batches``; subclasses implement ``batch``, ``metric``
+    and ``baseline``."""
 
     name = "task"
     loss = "mse"
     n_in = 1
     n_out = 1
     outputs = "last"
+    options: tuple = ()
+    metric_name = "mse"
+    carries_state = False
 
     def batch(self, rng, batch_size: int):
         raise NotImplementedError
 
-    def eval_set(self, n: int = 1000, seed: int = 0):
-        """``n`` held-out sequences, the same for the same ``n`` and ``seed``."""
-        return self.batch(backend.rng(backend.derive_seed(seed, 0xE7A1)), n)
+    def eval_batches(self, n: int = 1000, seed: int = 0, batch_size: int = 1000):
+        """``n`` held-out sequences in chunks of at most ``batch_size`` (see the module
+        docstring); drawn from a generator of their own, never the training stream."""
+        rng = backend.host_rng(backend.derive_seed(seed, 0xE7A1))
+        for start in range(0, n, batch_size):
+            yield self.batch(rng, min(batch_size, n - start))
 
     def metric(self, outputs, targets, mask=None) -> dict:
         raise NotImplementedError
 
     def baseline(self) -> dict:
         raise NotImplementedError
+
+    def baseline_value(self) -> float | None:
+        """The trivial predictor's score on ``metric_name`` (None if the task defines none)."""
+        return self.baseline().get(self.metric_name)

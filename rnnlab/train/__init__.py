@@ -1,6 +1,7 @@
-"""Training runs: config, trainer, checkpoints, learning-curve plots."""
-from .config import TrainConfig
-from .trainer import TrainResult, build, evaluate, load_history, train, train_step
+"""Training runs: the runner (:func:`run`), one update (:func:`train_step`), sinks, checkpoints,
+learning-curve figures."""
+from .run import RunResult, build, evaluate, run, supply_needs, train_step
+from .sinks import FileSink, MemorySink, read_history
 
-__all__ = ["TrainConfig", "TrainResult", "build", "evaluate", "load_history", "train",
-           "train_step"]
+__all__ = ["FileSink", "MemorySink", "RunResult", "build", "evaluate", "read_history", "run",
+           "supply_needs", "train_step"]

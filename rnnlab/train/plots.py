@@ -1,31 +1,32 @@
-"""Learning-curve figures (matplotlib, Agg backend: files only, no display needed)."""
+"""Learning-curve figures, drawn on a :class:`matplotlib.figure.Figure` object.
+
+Nothing here imports ``pyplot`` or switches matplotlib's backend: a Figure made directly renders
+to a file by itself, so importing rnnlab never changes how a user's notebook or script draws, and
+a notebook can display the returned Figure inline.
+"""
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from matplotlib.figure import Figure
 
 
-def plot_learning_curves(runs: dict, path: str, metric: str, baseline: float | None = None,
-                         title: str = "") -> str:
-    """Plot train loss and evaluation ``metric`` against step for one or more runs.
+def learning_curves_figure(runs: dict, metric: str, baseline: float | None = None,
+                           title: str = "") -> Figure:
+    """Train loss and evaluation ``metric`` against step for one or more runs.
 
     Parameters
     ----------
     runs : dict label -> list of history records
         Records as written to ``metrics.jsonl``: ``{"step", "kind": "train"|"eval", ...}``.
-    path : str
-        Where to write the PNG.
     metric : str
         The evaluation metric to plot (e.g. ``"mse"``).
     baseline : float, optional
         A horizontal reference line (the trivial predictor's score).
     """
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    axes = fig.subplots(1, 2)
     for label, records in runs.items():
         train = [r for r in records if r["kind"] == "train"]
-        evals = [r for r in records if r["kind"] == "eval"]
+        evals = [r for r in records if r["kind"] == "eval" and metric in r]
         line, = axes[0].plot([r["step"] for r in train], [r["loss"] for r in train],
                              label=label, alpha=0.8)
         axes[1].plot([r["step"] for r in evals], [r[metric] for r in evals], label=label,
@@ -41,6 +42,11 @@ def plot_learning_curves(runs: dict, path: str, metric: str, baseline: float | N
         ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def plot_learning_curves(runs: dict, path: str, metric: str, baseline: float | None = None,
+                         title: str = "") -> str:
+    """:func:`learning_curves_figure` written to the PNG ``path``; returns ``path``."""
+    learning_curves_figure(runs, metric, baseline, title).savefig(path, dpi=110)
     return path

@@ -1,4 +1,4 @@
-"""The table of claims behind ``rnnlab verify``: each paper claim about paths, checked by code.
+"""The table of claims behind ``rnnlab verify``: the registry, the runner and the table.
 
 A check is a function ``fn(ctx) -> Tally`` registered with :func:`register_check`; it loops over
 the test networks of a :class:`CheckContext` and records, per instance, an error and whether it
@@ -6,18 +6,20 @@ is within a tolerance justified by float64 round-off (or an exact integer compar
 :func:`run_checks` runs every registered check and returns :class:`CheckResult` rows;
 :func:`format_table` prints them. The checks live in :mod:`rnnlab.paths.claims` (unrolled paths,
 norms, rescaling) and :mod:`rnnlab.paths.reduction_checks` (reduction graph, basis paths), which
-register themselves with the same decorator when :func:`run_checks` imports them.
+register themselves with the same decorator when :func:`load_checks` imports them; the command
+line is :mod:`rnnlab.paths.verify_cli`.
 
-A planted bug (``plant=``, see :data:`PLANTS`) perturbs one computation inside the checks so that
-the table must report FAIL: a verification table that cannot fail proves nothing.
+A planted bug (``plant=``, a key of :data:`rnnlab.paths.plants.PLANTS`) perturbs one computation
+inside the checks so that the table must report FAIL: a verification table that cannot fail
+proves nothing.
 
 Sources are cited as ``path-sgd`` (``path-sgd-relu-rnn.md``) and ``gsgd``
-(``path-space-rnn-gsgd.md``). Rows marked "discrepancy" confirm, by code, an exact relation
-showing a printed formula differs from the definition.
+(``path-space-rnn-gsgd.md``); both papers have a Theorem 1, so claims and sources always name
+the paper with the theorem ("Theorem 1 (gsgd)"). Rows marked "discrepancy" confirm, by code, an
+exact relation showing a printed formula differs from the definition.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib
 import time
@@ -25,17 +27,11 @@ import traceback
 
 import numpy as np
 
-from ..errors import ConfigError
-from .unrolled import fit_T, n_params, unflatten_params
+from ..params import unflatten
+from .plants import PLANTS, check_plant
+from .unrolled import fit_T, n_params
 
 EPS = float(np.finfo(np.float64).eps)
-
-PLANTS = {
-    "kappa_factor": "the fast kappa is multiplied by 2 in the kappa checks",
-    "kappa2_paper": "the printed Section 4.4 matrix form replaces the corrected kappa^(2)",
-    "activation_mask": "the ReLU on/off mask is dropped from the path reconstruction",
-    "rescale_transpose": "W_rec is rescaled by alpha_k/alpha_j instead of alpha_j/alpha_k",
-}
 
 
 # ----------------------------------------------------------------------------- registry
@@ -54,7 +50,8 @@ CHECKS: list[Check] = []
 
 def register_check(claim: str, source: str, group: str | None = None):
     """Decorator adding ``fn(ctx) -> Tally`` to :data:`CHECKS` (the group defaults to the
-    defining module's last name, e.g. ``"verify"`` or ``"reduction_checks"``)."""
+    defining module's last name, e.g. ``"claims"`` or ``"reduction_checks"``). Registering a
+    claim again in the same group replaces it."""
     def wrap(fn):
         g = group or fn.__module__.rsplit(".", 1)[-1]
         CHECKS[:] = [c for c in CHECKS if not (c.claim == claim and c.group == g)]
@@ -186,13 +183,13 @@ class CheckContext:
 def make_params(spec, seed: int, scale: float = 0.7) -> dict:
     """float64 host parameters N(0, scale^2) (biases too) for ``spec``."""
     rng = np.random.default_rng(seed)
-    return unflatten_params(spec, scale * rng.standard_normal(n_params(spec)))
+    return unflatten(scale * rng.standard_normal(n_params(spec)), spec, host=True)
 
 
 # ----------------------------------------------------------------------------- running
 def load_checks() -> None:
-    """Import the modules that register checks (:mod:`.claims`, :mod:`.reduction_checks`; the
-    latter also adds its planted bugs to :data:`PLANTS`). Importing twice registers nothing new."""
+    """Import the modules that register checks (:mod:`.claims`, :mod:`.reduction_checks`).
+    Importing twice registers nothing new."""
     importlib.import_module("rnnlab.paths.claims")
     importlib.import_module("rnnlab.paths.reduction_checks")
 
@@ -219,7 +216,8 @@ def run_checks(layers=(1, 2), widths=(2, 3), T: int = 3, seeds=(0,), instances: 
         Also run the checks registered by ``rnnlab.paths.reduction_checks`` when that module
         exists.
     plant : str or None
-        Inject a known bug (a key of :data:`PLANTS`); the affected rows must FAIL.
+        Inject a known bug (a key of :data:`rnnlab.paths.plants.PLANTS`); the affected rows must
+        FAIL.
     only : str or None
         Run only checks whose claim contains this text.
     progress : callable or None
@@ -236,8 +234,7 @@ def run_checks(layers=(1, 2), widths=(2, 3), T: int = 3, seeds=(0,), instances: 
     if seed is not None:
         seeds = (seed,)
     load_checks()
-    if plant is not None and plant not in PLANTS:
-        raise ConfigError(f"plant must be one of {', '.join(PLANTS)}; got {plant!r}")
+    check_plant(plant)
     layers = tuple(validate.positive_int("layers", L) for L in layers)
     widths = tuple(validate.positive_int("widths", w) for w in widths)
     seeds = tuple(int(s) for s in seeds)
@@ -319,60 +316,5 @@ def format_table(results) -> str:
     return "\n".join(lines)
 
 
-def _int_list(text: str) -> tuple:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers; got {text!r}")
-
-
-def add_verify_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``verify`` options to an argparse parser (for the CLI)."""
-    load_checks()   # so --plant lists every planted bug
-    parser.add_argument("--layers", type=_int_list, default=(1, 2),
-                        help="comma-separated layer counts (default 1,2)")
-    parser.add_argument("--widths", type=_int_list, default=(2, 3),
-                        help="comma-separated hidden widths (default 2,3)")
-    parser.add_argument("--T", "-T", type=int, default=3, help="unroll length (default 3)")
-    parser.add_argument("--seeds", type=_int_list, default=(0,),
-                        help="comma-separated seeds (default 0)")
-    parser.add_argument("--instances", type=int, default=2,
-                        help="parameter draws per architecture and seed (default 2)")
-    parser.add_argument("--plant", choices=sorted(PLANTS), default=None,
-                        help="inject a known bug; the table must then report FAIL")
-    parser.add_argument("--only", default=None, help="run only claims containing this text")
-    parser.add_argument("--max-paths", type=int, default=1_000_000,
-                        help="enumeration limit; enumeration claims lower T to fit it")
-    parser.add_argument("--no-reduction", action="store_true",
-                        help="skip the reduction-graph checks")
-    return parser
-
-
-def main_verify(args=None) -> int:
-    """Run the checks and print the table; 0 if every claim passed, 1 otherwise.
-
-    ``args`` is an argparse Namespace built with :func:`add_verify_arguments`, or a list of
-    command-line strings (None: ``sys.argv[1:]``).
-    """
-    if args is None or isinstance(args, (list, tuple)):
-        parser = add_verify_arguments(argparse.ArgumentParser(
-            prog="rnnlab verify", description="check the path-geometry claims numerically"))
-        args = parser.parse_args(args)
-    from tqdm.auto import tqdm
-    load_checks()
-    # a bar on a terminal only (larger settings take minutes); one tick per finished claim
-    with tqdm(total=len(CHECKS), desc="claims", unit="claim", disable=None, leave=False) as bar:
-        results = run_checks(layers=args.layers, widths=args.widths, T=args.T,
-                             seeds=args.seeds, instances=args.instances,
-                             include_reduction=not getattr(args, "no_reduction", False),
-                             plant=getattr(args, "plant", None),
-                             only=getattr(args, "only", None),
-                             max_paths=getattr(args, "max_paths", 1_000_000),
-                             progress=lambda result: bar.update(1))
-    print(format_table(results))
-    return 0 if results and all(r.passed for r in results) else 1
-
-
-__all__ = ["CHECKS", "Check", "CheckContext", "CheckResult", "PLANTS", "Tally",
-           "add_verify_arguments", "format_table", "load_checks", "main_verify", "make_params",
-           "register_check", "run_checks"]
+__all__ = ["CHECKS", "EPS", "PLANTS", "Case", "Check", "CheckContext", "CheckResult", "Tally",
+           "format_table", "load_checks", "make_params", "register_check", "run_checks"]

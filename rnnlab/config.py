@@ -1,0 +1,206 @@
+"""The configuration of a run: a task, a model and an optimizer, each with its own options, and
+the training settings.
+
+A config is nested the way a TOML or JSON file holds it::
+
+    [task]                      # the problem and its options
+    name = "adding"
+    T = 150
+    [model]                     # the network and its options
+    name = "elman"
+    hidden = 64
+    activation = "relu"
+    [optimizer]                 # the update rule and its hyper-parameters
+    name = "adam"
+    lr = 1e-3
+    [train]                     # steps, batch, clipping, evaluation, checkpoints, seed, backend
+    steps = 8000
+    clip = 1.0
+
+Every section's options are declared once by their owner (``TASKS``, ``MODELS``,
+``OPTIMIZERS`` and :data:`SETTINGS`), which gives defaults and checks to the Python API, config
+files and the command line alike. A section left out, or an option left out, takes its default;
+an unknown section or option is an error listing what is allowed.
+
+A run is a pure function of its config (seed included): the initial weights, every training
+batch and the held-out set are derived from ``train.seed``. :meth:`RunConfig.run_id` derives a
+short id from the whole config except ``train.steps`` (so a longer run of the same config
+continues it), which names a run's folder when none is given.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tomllib
+
+from . import backend
+from .errors import ConfigError
+from .models import MODELS
+from .optim import OPTIMIZERS
+from .options import Option, resolve
+from .tasks import TASKS
+
+# Seed streams: independent random streams derived from the one user seed.
+STREAM_INIT, STREAM_TRAIN, STREAM_EVAL = 1, 2, 3
+
+SETTINGS = (
+    Option.integer("steps", 1000, "training steps (batches)", minimum=0),
+    Option.integer("batch", 50, "sequences per step", minimum=1),
+    Option.number("clip", 1.0, "max global gradient norm (0: no clipping)", minimum=0,
+                  inclusive=True),
+    Option.integer("truncate", 0, "truncated BPTT chunk length (0: full BPTT)", minimum=0),
+    Option.integer("eval_every", 100, "steps between evaluations", minimum=1),
+    Option.integer("eval_size", 1000, "held-out sequences", minimum=1),
+    Option.integer("eval_batch", 1000, "sequences per evaluation chunk (bounds its memory)",
+                   minimum=1),
+    Option.integer("checkpoint_every", 0, "steps between checkpoints (0: at every evaluation)",
+                   minimum=0),
+    Option.integer("seed", 0, "seed of weights, batches and held-out set", minimum=0),
+    Option.choice("backend", "numpy", "array backend", backend.BACKENDS),
+    Option.choice("dtype", "float32", "training dtype", ("float32", "float64")),
+)
+
+# section -> (registry, default component name); "train" holds SETTINGS instead
+COMPONENTS = {"task": (TASKS, "adding"), "model": (MODELS, "elman"),
+              "optimizer": (OPTIMIZERS, "sgd")}
+SECTIONS = ("task", "model", "optimizer", "train")
+
+
+def _component(section: str, value) -> dict:
+    """``{"name": ..., **all options}`` for a section given as a name or a partial dict."""
+    registry, default = COMPONENTS[section]
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise ConfigError(f"config section {section!r} must be a table with a name and options; "
+                          f"got {value!r}")
+    given = dict(value)
+    name = given.pop("name", default)
+    registry.get(name)  # an unknown name: the error lists the registered ones
+    return {"name": name, **registry.resolve(name, given)}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """A run's task, model, optimizer (each ``{"name": ..., **options}``) and training settings.
+
+    Construct with names or partial dicts; every section is completed with defaults and checked::
+
+        RunConfig(task={"name": "adding", "T": 50}, optimizer={"name": "adam", "lr": 1e-3},
+                  train={"steps": 2000})
+    """
+
+    task: dict = dataclasses.field(default_factory=dict)
+    model: dict = dataclasses.field(default_factory=dict)
+    optimizer: dict = dataclasses.field(default_factory=dict)
+    train: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        for section in COMPONENTS:
+            object.__setattr__(self, section, _component(section, getattr(self, section)))
+        if not isinstance(self.train, dict):
+            raise ConfigError(f"config section 'train' must be a table; got {self.train!r}")
+        object.__setattr__(self, "train", resolve("config section 'train'", SETTINGS,
+                                                  self.train))
+
+    # ------------------------------------------------------------------ views
+    def options(self, section: str) -> dict:
+        """The options of ``section`` without its ``name``."""
+        return {k: v for k, v in getattr(self, section).items() if k != "name"}
+
+    def to_dict(self) -> dict:
+        """The complete nested config (JSON-serialisable)."""
+        return {s: dict(getattr(self, s)) for s in SECTIONS}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def run_id(self) -> str:
+        """12 hex digits derived from everything but ``train.steps`` (see the module doc)."""
+        data = self.to_dict()
+        data["train"] = {k: v for k, v in data["train"].items() if k != "steps"}
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def differences(self, other: "RunConfig", ignore=("train.steps",)) -> list:
+        """Dotted keys whose values differ between the two configs (``ignore`` left out)."""
+        a, b = _dotted(self.to_dict()), _dotted(other.to_dict())
+        return [k for k in dict.fromkeys([*a, *b]) if k not in ignore and a.get(k) != b.get(k)]
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        """A config from nested data (a loaded TOML/JSON file); unknown sections are errors."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a table of sections; got {type(data).__name__}")
+        unknown = [k for k in data if k not in SECTIONS]
+        if unknown:
+            raise ConfigError(f"unknown config section {unknown[0]!r}; allowed: "
+                              f"{', '.join(SECTIONS)}")
+        return cls(**{k: data[k] for k in SECTIONS if k in data})
+
+    @classmethod
+    def from_file(cls, path: str) -> "RunConfig":
+        """Read a ``.toml`` (standard library ``tomllib``) or ``.json`` config file."""
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            if path.endswith(".json"):
+                with open(path, encoding="utf-8") as f:
+                    data = json.load(f)
+            else:
+                with open(path, "rb") as f:
+                    data = tomllib.load(f)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid "
+                              f"{'JSON' if path.endswith('.json') else 'TOML'}: {exc}") from None
+        return cls.from_dict(data)
+
+    def with_overrides(self, overrides: dict) -> "RunConfig":
+        """A new config with dotted ``overrides`` applied (``{"optimizer": "adam",
+        "optimizer.lr": 0.01, "train.steps": 50}``).
+
+        A component's name (``"optimizer"`` or ``"optimizer.name"``) is applied first; changing
+        it drops the old component's options, which belong to their owner, so only options
+        given here (or the new component's defaults) apply.
+        """
+        data = self.to_dict()
+        names, options = {}, {}
+        for key, value in overrides.items():
+            section, _, option = key.partition(".")
+            if section not in SECTIONS:
+                raise ConfigError(f"unknown config section {section!r} in {key!r}; allowed: "
+                                  f"{', '.join(SECTIONS)}")
+            if section in COMPONENTS and option in ("", "name"):
+                names[section] = value
+            elif not option:
+                raise ConfigError(f"{key!r} names a section; give section.option=value")
+            else:
+                options[(section, option)] = value
+        for section, name in names.items():
+            if name != data[section]["name"]:
+                data[section] = {"name": name}
+        for (section, option), value in options.items():
+            data[section][option] = value
+        return RunConfig.from_dict(data)
+
+
+def _dotted(data: dict) -> dict:
+    return {f"{s}.{k}": v for s, table in data.items() for k, v in table.items()}
+
+
+def options_help() -> str:
+    """Every registered task's, model's and optimizer's options with defaults, and the training
+    settings, as ``--help`` shows them."""
+    lines = []
+    for section, (registry, _) in COMPONENTS.items():
+        lines.append(f"{section} options (--{section} NAME, then --OPTION or --set "
+                     f"{section}.OPTION=VALUE):")
+        for name in registry:
+            described = " ".join(o.describe() for o in registry.options(name)) or "(none)"
+            lines.append(f"  {name}: {described}")
+    lines.append("train settings (--SETTING or --set train.SETTING=VALUE): "
+                 + " ".join(o.describe() for o in SETTINGS))
+    return "\n".join(lines)

@@ -1,0 +1,85 @@
+"""The model protocol, the model registry, and :func:`make_model`.
+
+Shapes: T steps, B batch, n_in inputs, n_out outputs. Arrays are time-major, ``x : (T, B, n_in)``.
+
+A recurrent model is anything with this shape (checked structurally, no base class needed):
+
+``spec``
+    Its structure, readable without running it: ``kind`` (the registry name), ``n_in``,
+    ``n_out``, ``outputs`` ("every", "last" or "masked"), ``hidden`` (the widths of its
+    recurrent layers) and ``param_shapes()`` (parameter names and shapes in a fixed order).
+``params``
+    The parameters, a plain ordered dict with the keys of ``spec.param_shapes()``.
+``forward(params, x, state=None) -> (y, cache)``
+    ``y : (T, B, n_out)`` for outputs "every"/"masked", ``(B, n_out)`` for "last". ``state`` and
+    ``cache.final_state`` hold one opaque value per layer (an array ``h`` for an Elman layer; a
+    tuple such as ``(h, c)`` or ``(h, memory)`` for gated or memory cells): the trainer only
+    carries it from chunk to chunk and stores it in checkpoints, never looks inside.
+``backward(params, dy, cache, d_final_state=None) -> (grads, d_state)``
+    BPTT: ``grads`` has the keys of ``params``.
+``rop(params, v, cache) -> (r_y, r_hidden)``
+    The forward-mode derivative of the outputs along a direction ``v`` (keys of ``params``),
+    ``r_y`` shaped like ``y``; ``r_hidden`` is model-specific (what structural damping needs).
+
+A model class is registered in :data:`MODELS` with its ``options`` (a tuple of
+:class:`rnnlab.options.Option`) and a classmethod ``build(n_in, n_out, outputs, *, seed, dtype,
+**options)``; :func:`make_model` validates the options through the declaration and builds it.
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from .. import validate
+from ..options import Registry
+
+OUTPUT_MODES = ("every", "last", "masked")
+
+MODELS = Registry("model")
+
+
+@runtime_checkable
+class RecurrentModel(Protocol):
+    """What the trainer, the objective and the optimizers need from a model (see the module
+    docstring for the meaning of each member)."""
+
+    spec: object
+    params: dict
+
+    def forward(self, params: dict, x, state=None): ...
+
+    def backward(self, params: dict, dy, cache, d_final_state=None): ...
+
+    def rop(self, params: dict, v: dict, cache): ...
+
+
+def make_model(kind: str, n_in: int, n_out: int, outputs: str = "last", *, seed: int = 0,
+               dtype=None, **options) -> RecurrentModel:
+    """A freshly initialised model of registry name ``kind``.
+
+    Parameters
+    ----------
+    kind : str
+        A name in :data:`MODELS` (``"elman"``, ...).
+    n_in, n_out : int
+        Input and output sizes (a task supplies them).
+    outputs : {"every", "last", "masked"}
+        Which steps emit an output.
+    seed : int
+        Seed of the host generator that draws the initial weights.
+    dtype : float32 or float64, default the training dtype.
+    **options
+        The model's own options (``MODELS.options(kind)``); an unknown one is an error listing
+        what is allowed.
+    """
+    cls = MODELS.get(kind)
+    validate.positive_int("n_in", n_in)
+    validate.positive_int("n_out", n_out)
+    validate.choice("outputs", outputs, OUTPUT_MODES)
+    resolved = MODELS.resolve(kind, options)
+    return cls.build(n_in, n_out, outputs, seed=seed, dtype=dtype, **resolved)
+
+
+def model_options_text() -> str:
+    """Each registered model's options with defaults, one model per line (for ``--help``)."""
+    return "\n".join(f"  {name}: " + " ".join(o.describe() for o in MODELS.options(name))
+                     for name in MODELS)

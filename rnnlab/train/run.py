@@ -1,0 +1,371 @@
+"""Training runs: one update with no I/O (:func:`train_step`) and the runner around it
+(:func:`run`).
+
+``run(config, sink)`` builds the task, model and optimizer the config names, trains, evaluates
+on a fixed held-out set in bounded chunks, checks for divergence, and hands every record and
+checkpoint to the sink (:mod:`.sinks`: a run folder by default, memory for tests and sweep
+workers). It returns a :class:`RunResult` whose ``status`` says how the run ended, "finished",
+"diverged" (at which step and why) or "stopped" (Ctrl-C), instead of raising for divergence.
+
+Resuming (``run(config, sink, resume=True)``) restores parameters, optimizer state, the carried
+recurrent state of stream tasks and the step count; training batches are derived from
+(seed, step), so a resumed run sees exactly the batches an uninterrupted one would and, on
+NumPy, ends with bit-identical parameters.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+
+from tqdm.auto import tqdm
+
+from .. import backend, objective
+from ..config import STREAM_EVAL, STREAM_INIT, STREAM_TRAIN, RunConfig
+from ..errors import CheckpointError, DivergenceError
+from ..losses import get_loss
+from ..models import make_model
+from ..optim import clip_grad_norm, make_optimizer
+from ..optim.base import device_copy
+from ..tasks import make_task
+from .sinks import FileSink
+
+STATUSES = ("finished", "diverged", "stopped")
+
+
+@dataclasses.dataclass
+class RunResult:
+    """How a run ended and what it measured.
+
+    Attributes
+    ----------
+    config : RunConfig
+    status : {"finished", "diverged", "stopped"}
+    step : int
+        Steps completed (for "diverged", the failing step is ``step + 1``).
+    reason : str or None
+        Why a run diverged ("loss is nan", ...) or stopped.
+    message : str or None
+        One line for people: the status, the reason, and where the last good checkpoint is.
+    params : dict of host arrays
+        The parameters at the end (for "diverged": before the failing update).
+    history : list of dict
+        The metrics records, as the sink keeps them.
+    final : dict
+        The last evaluation's metrics.
+    metric, baseline : str, float or None
+        The task's headline metric and its trivial-predictor score.
+    run_id : str
+        :meth:`RunConfig.run_id`.
+    seconds : float
+        Wall time of this invocation.
+    """
+
+    config: RunConfig
+    status: str
+    step: int
+    reason: str | None
+    message: str | None
+    params: dict
+    history: list
+    final: dict
+    metric: str | None
+    baseline: float | None
+    title: str
+    run_id: str
+    seconds: float
+
+    def raise_for_status(self) -> "RunResult":
+        """Raise DivergenceError (with :attr:`message`) if the run diverged; else return self."""
+        if self.status == "diverged":
+            raise DivergenceError(self.message)
+        return self
+
+
+def build(config: RunConfig):
+    """The task, model, optimizer and loss a config describes (fresh, seeded), on the active
+    backend."""
+    t = config.train
+    task = make_task(config.task["name"], dtype=t["dtype"], **config.options("task"))
+    model = make_model(config.model["name"], task.n_in, task.n_out, task.outputs,
+                       seed=backend.derive_seed(t["seed"], STREAM_INIT), dtype=t["dtype"],
+                       **config.options("model"))
+    optimizer = make_optimizer(config.optimizer["name"], **config.options("optimizer"))
+    return task, model, optimizer, get_loss(task.loss)
+
+
+def supply_needs(needs, model, params: dict, batch, loss) -> dict:
+    """The keyword inputs an optimizer declares in ``needs``, for one update on ``batch``.
+
+    ``closure(p) -> (loss, grads)`` and ``gvp(p, v) -> G v`` evaluate on ``batch`` (the chunk
+    in use under truncated BPTT). While ``p`` is the trainer's ``params`` dict, ``gvp`` reuses
+    one forward pass for all its products; an optimizer that moves ``params`` in place between
+    products should pass a copy instead.
+    """
+    supplied = {}
+    if "model" in needs:
+        supplied["model"] = model
+    if "batch" in needs:
+        supplied["batch"] = batch
+    if "closure" in needs:
+        def closure(p):
+            value, grads, _ = objective.batch_loss_and_grads(model, p, batch, loss)
+            return value, grads
+        supplied["closure"] = closure
+    if "gvp" in needs:
+        forward = {}
+
+        def gvp(p, v):
+            if p is not params:
+                return objective.gauss_newton_product(model, p, batch, v, loss)
+            if "y" not in forward:
+                forward["y"], forward["cache"] = model.forward(p, batch.x, batch.state)
+            return objective.gauss_newton_product(model, p, batch, v, loss,
+                                                  cache=forward["cache"], outputs=forward["y"])
+        supplied["gvp"] = gvp
+    return supplied
+
+
+def train_step(model, params, optimizer, batch, loss, clip: float = 0.0,
+               truncate: int = 0) -> dict:
+    """One batch of training: forward, BPTT, clipping and optimizer update(s). No I/O.
+
+    Parameters
+    ----------
+    batch : rnnlab.objective.Batch
+        ``x : (T, B, n_in)``, targets and mask as the loss expects, initial ``state``.
+    loss : rnnlab.losses.Loss
+    clip : float
+        Maximum global gradient norm (0: no clipping).
+    truncate : int
+        Chunk length for truncated BPTT (0: full BPTT); see
+        :func:`rnnlab.objective.truncated_bptt`. One update per chunk with scored outputs.
+
+    Returns
+    -------
+    dict with ``loss`` (mean over updates), ``grad_norm`` (largest pre-clip norm),
+    ``optimizer`` (the optimizer's own step metrics, averaged over updates) and
+    ``final_state`` (the recurrent state after the batch).
+
+    Raises
+    ------
+    DivergenceError
+        If a loss or gradient norm is not finite; the parameters are left as they were before
+        the failing update.
+    """
+    values, norms, reported, state = [], [], [], batch.state
+    for chunk in objective.truncated_bptt(model, params, batch, loss, truncate):
+        state = chunk.cache.final_state
+        if not chunk.scored:
+            continue
+        norm = clip_grad_norm(chunk.grads, clip or None)
+        if not (math.isfinite(chunk.value) and math.isfinite(norm)):
+            what = "loss" if not math.isfinite(chunk.value) else "gradient norm"
+            raise DivergenceError(f"{what} is {chunk.value if what == 'loss' else norm}")
+        needs = supply_needs(optimizer.needs, model, params, chunk.batch, loss)
+        reported.append(optimizer.step(params, chunk.grads, **needs))
+        values.append(chunk.value)
+        norms.append(norm)
+    keys = dict.fromkeys(k for r in reported for k in r)
+    means = {k: sum(r[k] for r in reported if k in r) / sum(k in r for r in reported)
+             for k in keys}
+    return {"loss": sum(values) / len(values), "grad_norm": max(norms), "optimizer": means,
+            "final_state": state}
+
+
+def evaluate(model, params, task, batches, carry_state: bool = False) -> dict:
+    """The task's metrics of ``model`` at ``params`` over held-out ``batches`` (an iterable of
+    ``(x, targets, mask)``, e.g. ``task.eval_batches(...)``), one chunk in memory at a time.
+
+    Each chunk's metrics (means over its scored positions) are combined weighted by its number
+    of scored positions, which gives the mean over the whole set. With ``carry_state`` the final
+    state of each chunk is the next one's initial state (streams).
+    """
+    results, state = [], None
+    for x, targets, mask in batches:
+        y, cache = model.forward(params, x, state)
+        if carry_state:
+            state = cache.final_state
+        scored = float(mask.sum()) if mask is not None else math.prod(y.shape[:-1])
+        results.append((task.metric(y, targets, mask), scored))
+    if len(results) == 1:
+        return results[0][0]
+    total = sum(w for _, w in results)
+    return {k: sum(m[k] * w for m, w in results) / total for k in results[0][0]}
+
+
+def _finite(tree) -> bool:
+    """Whether every array in a state tree is finite."""
+    if isinstance(tree, dict):
+        return all(_finite(v) for v in tree.values())
+    if isinstance(tree, (list, tuple)):
+        return all(_finite(v) for v in tree)
+    if hasattr(tree, "dtype") and tree.dtype.kind == "f":
+        return bool(backend.get_xp().isfinite(tree).all())
+    return not (isinstance(tree, float) and not math.isfinite(tree))
+
+
+def default_folder(config: RunConfig) -> str:
+    """``runs/<task>-<model>-<optimizer>-<run id>``: the folder of a run given none."""
+    return os.path.join("runs", f"{config.task['name']}-{config.model['name']}-"
+                                f"{config.optimizer['name']}-{config.run_id()}")
+
+
+def run(config: RunConfig, sink=None, *, resume: bool = False, progress: bool | None = None,
+        label: str | None = None) -> RunResult:
+    """Run (or resume) the training a config describes; see the module docstring.
+
+    Parameters
+    ----------
+    config : RunConfig
+    sink : FileSink, MemorySink or another sink, optional
+        Where records and checkpoints go; default ``FileSink(default_folder(config))``.
+    resume : bool
+        Continue from the sink's checkpoint (written by a run whose config differs at most in
+        ``train.steps``).
+    progress : bool or None
+        Show a progress bar (None: only when writing to a terminal).
+    label : str, optional
+        Progress-bar description.
+
+    Raises
+    ------
+    ConfigError, BackendError, CheckpointError
+        For bad settings, an unusable backend, or a checkpoint that cannot be resumed; a run
+        that diverges or is stopped returns normally with that status.
+    """
+    started = time.perf_counter()
+    sink = FileSink(default_folder(config)) if sink is None else sink
+    t = config.train
+    with backend.use_backend(t["backend"]):
+        task, model, optimizer, loss = build(config)
+        history, loaded = sink.start(config, resume)
+        params, step, stream_state = model.params, 0, None
+        if loaded is not None:
+            step, stream_state = _restore(config, model, optimizer, loaded,
+                                          sink.checkpoint_location())
+        eval_seed = backend.derive_seed(t["seed"], STREAM_EVAL)
+        saved = {"step": step if loaded is not None else None}
+
+        def record(entry):
+            history.append(entry)
+            sink.record(entry)
+
+        def save_checkpoint():
+            """Write a checkpoint if the state is finite; return whether it was written."""
+            state = {"params": params, "optimizer": optimizer.state_dict(),
+                     "stream_state": stream_state}
+            if not _finite(state):
+                return False
+            sink.save_checkpoint(state, {"step": step, "config": config.to_dict(),
+                                         "run_id": config.run_id(),
+                                         "model": {"kind": config.model["name"]}})
+            saved["step"] = step
+            return True
+
+        def log_eval(window):
+            with backend.quiet_float_errors():
+                metrics = evaluate(model, params, task,
+                                   task.eval_batches(t["eval_size"], eval_seed, t["eval_batch"]),
+                                   carry_state=task.carries_state)
+            if window:
+                entry = {"kind": "train", "step": step,
+                         "loss": sum(w["loss"] for w in window) / len(window),
+                         "grad_norm": max(w["grad_norm"] for w in window)}
+                opt_keys = dict.fromkeys(k for w in window for k in w["optimizer"])
+                if opt_keys:
+                    entry["optimizer"] = {k: sum(w["optimizer"].get(k, 0.0) for w in window)
+                                          / len(window) for k in opt_keys}
+                record(entry)
+            record({"kind": "eval", "step": step, **metrics})
+
+        status, reason, window = "finished", None, []
+        if not history:
+            log_eval([])
+            save_checkpoint()  # step 0: a diverging first update still leaves a good checkpoint
+        bar = tqdm(total=t["steps"], initial=step, desc=label or config.run_id(),
+                   disable=None if progress is None else not progress, leave=False)
+        try:
+            while step < t["steps"]:
+                x, targets, mask = task.batch(
+                    backend.host_rng(backend.derive_seed(t["seed"], STREAM_TRAIN, step)),
+                    t["batch"])
+                batch = objective.Batch(x, targets, mask,
+                                        stream_state if task.carries_state else None)
+                try:
+                    with backend.quiet_float_errors():
+                        metrics = train_step(model, params, optimizer, batch, loss, t["clip"],
+                                             t["truncate"])
+                except DivergenceError as exc:
+                    status, reason = "diverged", str(exc)
+                    break
+                stream_state = metrics.pop("final_state") if task.carries_state else None
+                step += 1
+                window.append(metrics)
+                bar.update(1)
+                if step % t["eval_every"] == 0 or step == t["steps"]:
+                    log_eval(window)
+                    window = []
+                    bar.set_postfix(loss=f"{history[-2]['loss']:.4g}")
+                interval = t["checkpoint_every"] or t["eval_every"]
+                if (step % interval == 0 or step == t["steps"]) and not save_checkpoint():
+                    status, reason = "diverged", "the parameters or optimizer state are not finite"
+                    step -= 1  # report the update that produced them
+                    break
+        except KeyboardInterrupt:
+            status, reason = "stopped", "interrupted"
+        finally:
+            bar.close()
+        where = sink.checkpoint_location()
+        if status == "diverged":
+            message = (f"training diverged at step {step + 1}: {reason}; the last good "
+                       f"checkpoint is {where} (step {saved['step']})")
+            record({"kind": "diverged", "step": step + 1, "message": message})
+        elif status == "stopped":
+            message = (f"stopped after step {step}; the last checkpoint is {where} "
+                       f"(step {saved['step']})")
+            record({"kind": "stopped", "step": step, "message": message})
+        else:
+            message = None
+        evals = [r for r in history if r["kind"] == "eval"]
+        final = {k: v for k, v in evals[-1].items() if k not in ("kind", "step")} if evals else {}
+        result = RunResult(config, status, step, reason, message,
+                           {k: backend.to_host(v) for k, v in params.items()}, history, final,
+                           task.metric_name, task.baseline_value(),
+                           _title(config), config.run_id(), time.perf_counter() - started)
+        sink.finish(result)
+    return result
+
+
+def _title(config: RunConfig) -> str:
+    options = ", ".join(f"{k}={v}" for k, v in config.options("task").items())
+    return f"{config.task['name']} {options}".strip()
+
+
+def _restore(config, model, optimizer, loaded, where):
+    """Load a checkpoint's state into ``model.params`` and ``optimizer``; return the step it
+    reached and the carried stream state."""
+    state, meta = loaded
+    try:
+        saved = RunConfig.from_dict(meta["config"])
+    except Exception as exc:  # a config this rnnlab cannot read: name it, don't misread it
+        raise CheckpointError(f"checkpoint {where} holds a config this rnnlab cannot read "
+                              f"({exc}); start the run again in a new folder") from exc
+    differs = config.differences(saved)
+    if differs:
+        raise CheckpointError(f"checkpoint {where} was written by a run with different settings "
+                              f"({', '.join(differs)}); resume with the same settings")
+    params_host = state.get("params", {})
+    if list(params_host) != list(model.params):
+        raise CheckpointError(f"checkpoint {where} holds parameters {list(params_host)}, "
+                              f"the model has {list(model.params)}")
+    for name, a in params_host.items():
+        model.params[name] = backend.to_device(a, dtype=model.params[name].dtype)
+    optimizer.load_state_dict(state["optimizer"])
+    stream = state.get("stream_state")
+    return int(meta["step"]), None if stream is None else device_copy(stream)
+
+
+__all__ = ["RunResult", "STATUSES", "build", "default_folder", "evaluate", "run",
+           "supply_needs", "train_step"]

@@ -1,0 +1,175 @@
+"""The tutorials' figures, one function each (imported by ``_setup`` as ``draw``).
+
+Each function takes the numbers or graph objects a chapter computed with the library and returns
+a matplotlib figure (or draws into a given axes); it computes nothing the chapter should see.
+Chapters save the result with ``_setup.save_figure``. Imported after ``_setup`` picks the
+backend, since it imports ``matplotlib.pyplot``.
+"""
+import matplotlib.patches
+import matplotlib.pyplot as plt
+import numpy as np
+
+GAIN_COLOURS = ("tab:blue", "tab:green", "tab:red", "tab:purple", "tab:orange")
+
+
+def gradient_ratios(ratios, inits, activations, gains, title):
+    """Tutorial 01, section 4: ||dL/dh_t|| / ||dL/dh_T|| against t, one panel per
+    (recurrent matrix, activation), one line per gain.
+
+    ``ratios[init, activation, gain]`` is a (T + 1,) array with ratios[..][T] == 1.
+    """
+    inits, activations, gains = list(inits), list(activations), list(gains)
+    fig, axes = plt.subplots(len(inits), len(activations), figsize=(10, 7), sharex=True,
+                             sharey=True, squeeze=False)
+    for row, init in enumerate(inits):
+        for col, activation in enumerate(activations):
+            ax = axes[row, col]
+            for gain, colour in zip(gains, GAIN_COLOURS):
+                curve = ratios[init, activation, gain]
+                ax.semilogy(np.arange(len(curve)), curve, color=colour, label=f"gain {gain}")
+            ax.axhline(1.0, color="0.5", lw=0.8, ls=":")
+            ax.set_title(f"{activation}, $W_{{rec}}$ = gain × {init}")
+            ax.grid(True, which="major", alpha=0.3)
+            if row == len(inits) - 1:
+                ax.set_xlabel("time step t (loss at t = T)")
+            if col == 0:
+                ax.set_ylabel(r"$\|\partial L/\partial h_t\| \,/\, \|\partial L/\partial h_T\|$")
+    axes[0, 0].legend(loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def unrolled_graph(graph, ax=None):
+    """Tutorial 02, section 1: the time-unrolled DAG of an ``rnnlab.paths.UnrolledGraph``,
+    time left to right, every edge styled by the parameter matrix it shares."""
+    fig, ax, own = _figure(ax, (7, 4.5))
+    spec = graph.spec
+    pos = {}
+    for v, node in enumerate(graph.nodes):
+        if node.kind == "bias":
+            pos[v] = (0.2, -0.9)
+        elif node.kind == "input":
+            pos[v] = (node.time, node.unit * 0.5)
+        elif node.kind == "hidden":
+            base = 1.0 + sum(h + 0.6 for h in spec.hidden[:node.layer - 1])
+            pos[v] = (node.time + 0.15 * node.unit, base + node.unit)
+        else:
+            pos[v] = (node.time, 1.0 + sum(h + 0.6 for h in spec.hidden) + 0.5 * node.unit)
+    styles = {"input": dict(color="tab:blue", ls="-"), "rec": dict(color="tab:red", ls="--"),
+              "out": dict(color="tab:green", ls="-"), "bias": dict(color="0.6", ls=":")}
+    for e in range(graph.n_edges):
+        u, v = graph.nodes[graph.edge_src[e]], graph.nodes[graph.edge_dst[e]]
+        kind = ("bias" if u.kind == "bias" else "out" if v.kind == "output"
+                else "rec" if u.layer == v.layer else "input")
+        (x0, y0), (x1, y1) = pos[graph.edge_src[e]], pos[graph.edge_dst[e]]
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                    arrowprops=dict(arrowstyle="->", lw=1.0, shrinkA=7, shrinkB=7,
+                                    connectionstyle="arc3,rad=0.08", **styles[kind]))
+    colours = {"input": "tab:blue", "bias": "0.6", "hidden": "white", "output": "tab:green"}
+    for v, node in enumerate(graph.nodes):
+        ax.scatter(*pos[v], s=380, c=colours[node.kind], edgecolors="k", zorder=3)
+        ax.annotate(str(node).replace("[t=", "\n").replace("]", ""), pos[v], ha="center",
+                    va="center", fontsize=7, zorder=4)
+    for kind, st in styles.items():
+        ax.plot([], [], label={"input": "W_in", "rec": "W_rec (shared over time)",
+                               "out": "W_out", "bias": "bias node"}[kind], **st)
+    ax.set_xlabel("time step t")
+    ax.set_xticks(range(1, graph.T + 1))
+    ax.set_yticks([])
+    ax.legend(loc="upper left", fontsize=7)
+    ax.set_title(f"unrolled graph, T = {graph.T}: {graph.count_paths()} paths")
+    if own:
+        fig.tight_layout()
+    return fig
+
+
+def reduction_graph(red, ax=None, highlight=None, title=None):
+    """Tutorial 02: a ``rnnlab.paths.reduction.ReductionGraph`` (Definition 3 of the G-SGD
+    paper), one node per unit and one edge per parameter; ``highlight`` maps edges (flat
+    parameter indices) to colours and greys out the rest."""
+    fig, ax, own = _figure(ax, (4.5, 4))
+    highlight = highlight or {}
+    rpos = {}
+    for node in red.nodes:
+        height = {"input": 0.0, "bias": 0.0, "hidden": float(node.layer),
+                  "output": float(red.spec.layers + 1)}[node.kind]
+        width = sum(1 for n in red.nodes if n.kind == node.kind and n.layer == node.layer)
+        rpos[node] = ((node.unit - (width - 1) / 2) if node.kind != "bias"   # centred rows
+                      else (red.spec.n_in - 1) / 2 + 0.7, height)            # bias: right of x
+    for e in red.edges:
+        (x0, y0), (x1, y1) = rpos[e.src], rpos[e.dst]
+        rec = e.kind == "rec"
+        colour = highlight.get(e.param, "tab:red" if rec else "k")
+        lw, alpha = (2.8, 1.0) if e.param in highlight else (1.0, 0.35 if highlight else 1.0)
+        if rec and e.src == e.dst:   # a self-loop W_rec[j, j], drawn on the outer side
+            side = -1.0 if x0 < 0 or (x0 == 0 and e.src.unit == 0) else 1.0
+            ax.add_patch(matplotlib.patches.Circle((x0 + 0.28 * side, y0), 0.13, fill=False,
+                                                   ls="--", color=colour, lw=lw, alpha=alpha))
+            continue
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                    arrowprops=dict(arrowstyle="->", shrinkA=11, shrinkB=11, lw=lw, alpha=alpha,
+                                    connectionstyle="arc3,rad=0.35" if rec else "arc3",
+                                    color=colour, ls="--" if rec else "-"))
+    for node, (x0, y0) in rpos.items():
+        ax.scatter(x0, y0, s=520, c="white", edgecolors="k", zorder=3)
+        ax.annotate(str(node), (x0, y0), ha="center", va="center", fontsize=7, zorder=4)
+    xs = [p[0] for p in rpos.values()]
+    ax.set_xlim(min(xs) - 0.55, max(xs) + 0.55)
+    ax.set_ylim(-0.35, red.spec.layers + 1.35)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    ax.set_title(title or f"reduction graph: {len(red.paths)} paths (<= 1 recurrent edge)\n"
+                          "dashed: W_rec (circles: self-loops W_rec[j, j])", fontsize=8)
+    if own:
+        fig.tight_layout()
+    return fig
+
+
+def skeleton_colours(basis):
+    """Edge colours for ``reduction_graph``: skeleton in-edges blue, skeleton out-edges orange."""
+    colours = {p: "tab:blue" for p in basis.tree}
+    colours.update({p: "tab:orange" for p in basis.free})
+    return colours
+
+
+def skeleton_and_basis(red, basis, basis_values, M_in, M_out):
+    """Tutorial 02, section 7: the skeleton on the reduction graph, then each basis path of a
+    ``rnnlab.paths.BasisPaths`` highlighted with its value, then the Algorithm 1 masks of the
+    G-SGD paper (its fixed reading). Room for 6 basis paths (the 2-unit network's)."""
+    fig, axes = plt.subplots(2, 4, figsize=(11, 6.2))
+    reduction_graph(red, axes[0, 0], skeleton_colours(basis),
+                    title="skeleton: in-edges (blue), out-edges (orange)")
+    for r, ax in enumerate(axes.flat[1:1 + len(basis)]):
+        reduction_graph(red, ax, {p: "tab:purple" for p in basis.paths[r]},
+                        title=f"Q{r} ({basis.kinds[r]}, edge {red.edges[basis.edges[r]]})\n"
+                              f"value {basis_values[r]:+.3f}")
+    ax = axes.flat[-1]
+    ax.set_axis_off()
+    ax.text(0.0, 0.5, f"G-SGD paper, Algorithm 1\n(fixed) masks\n\nM^i on W_in:\n{M_in}"
+            f"\n\nM^o on W_out:\n{M_out}\n\n{len(basis)} basis paths =\n{red.n_params} "
+            f"weights - {red.n_hidden} hidden nodes",
+            family="monospace", fontsize=9, va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    return fig
+
+
+def path_counts(Ts, counts_by_width):
+    """Tutorial 02, section 6: number of paths against T on a log scale, one line per width H;
+    ``counts_by_width[H]`` lists the exact counts for ``Ts``."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for H, counts in counts_by_width.items():
+        ax.semilogy(list(Ts), counts, marker="o", ms=3, label=f"H = {H}")
+    ax.set_xlabel("T")
+    ax.set_ylabel("number of paths (exact DP)")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _figure(ax, figsize):
+    """``(figure, axes, new)``: a new figure when ``ax`` is None (laid out by the caller's
+    function), else ``ax`` and its figure (laid out by whoever made it)."""
+    if ax is None:
+        return (*plt.subplots(figsize=figsize), True)
+    return ax.figure, ax, False
