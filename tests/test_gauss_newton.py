@@ -84,19 +84,24 @@ def _problem(hidden, activation, outputs, loss_name, T=4, B=2, seed=0, n_in=2, n
     return model, Batch(_dev(x), _dev(targets), mask, state)
 
 
-def _jacobian_fd(model, params, batch):
-    """d outputs / d flat params, (number of outputs, number of parameters), by central
-    differences of the forward."""
+def _central_differences(fn, params):
+    """d fn(p) / d flat params, (size of fn's flat output, number of parameters), by central
+    differences; ``fn`` maps a params dict to a host array."""
     vec, unflatten = flatten(params)
     host = backend.to_host(vec)
     cols = []
     for j in range(host.size):
         step = np.zeros_like(host)
         step[j] = EPS
-        y_plus, _ = model.forward(unflatten(_dev(host + step)), batch.x, batch.state)
-        y_minus, _ = model.forward(unflatten(_dev(host - step)), batch.x, batch.state)
-        cols.append((backend.to_host(y_plus) - backend.to_host(y_minus)).ravel() / (2 * EPS))
+        plus, minus = fn(unflatten(_dev(host + step))), fn(unflatten(_dev(host - step)))
+        cols.append((plus - minus).ravel() / (2 * EPS))
     return np.stack(cols, axis=1)
+
+
+def _jacobian_fd(model, params, batch):
+    """d outputs / d flat params by central differences of the forward."""
+    return _central_differences(
+        lambda p: backend.to_host(model.forward(p, batch.x, batch.state)[0]), params)
 
 
 def _output_hessian_fd(loss, y, targets, mask):
@@ -228,19 +233,10 @@ def test_rank_is_at_most_the_number_of_outputs():
 # ----------------------------------------------------------------------------- vs the Hessian
 def _hessian_fd(model, params, batch, loss):
     """d^2 loss / d params^2 (flat) by central differences of the BPTT gradient."""
-    vec, unflatten = flatten(params)
-    host = backend.to_host(vec)
-    cols = []
-    for j in range(host.size):
-        step = np.zeros_like(host)
-        step[j] = EPS
-        g = []
-        for sign in (1, -1):
-            _, grads, _ = objective.batch_loss_and_grads(
-                model, unflatten(_dev(host + sign * step)), batch, loss)
-            g.append(backend.to_host(flatten(grads)[0]))
-        cols.append((g[0] - g[1]) / (2 * EPS))
-    return np.stack(cols, axis=1)
+    def gradient(p):
+        _, grads, _ = objective.batch_loss_and_grads(model, p, batch, loss)
+        return backend.to_host(flatten(grads)[0])
+    return _central_differences(gradient, params)
 
 
 def _block(params, prefix):
