@@ -173,3 +173,20 @@ def _figure(ax, figsize):
     if ax is None:
         return (*plt.subplots(figsize=figsize), True)
     return ax.figure, ax, False
+
+
+def curvature_spectrum(eigenvalues, title):
+    """Tutorial 03, section 2: the sorted eigenvalues of a Gauss-Newton matrix (log scale),
+    with the round-off floor below which they count as zero."""
+    eig = np.sort(np.asarray(eigenvalues))[::-1]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    floor = 1e-12 * eig[0]
+    ax.semilogy(np.arange(1, eig.size + 1), np.maximum(eig, floor * 1e-2), "o", ms=4)
+    ax.axhline(floor, color="0.5", ls=":", lw=1, label="1e-12 x largest (round-off)")
+    ax.set_xlabel("index")
+    ax.set_ylabel("eigenvalue of G")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(True, which="major", alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -51,10 +51,15 @@ def save_figure(fig, name, dpi=120):
     path = OUT / name
     fig.savefig(path, dpi=dpi)
     _SAVED[name] = path
-    if not IN_NOTEBOOK:
-        import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt
 
+    if not IN_NOTEBOOK:
         plt.close(fig)
+    elif not plt.fignum_exists(getattr(fig, "number", -1)):
+        # a Figure made without pyplot (rnnlab's own plots) is not shown by the inline backend
+        from IPython.display import display
+
+        display(fig)
     print(f"figure saved to {path.resolve()}")
     return path
 
