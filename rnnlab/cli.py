@@ -10,12 +10,14 @@ component's options appear without editing this file.
 
 Bad arguments and rnnlab's own errors print one line to stderr and exit with code 2 (no
 traceback); a diverged run prints why and where its last good checkpoint is, and exits 1; a run
-stopped with Ctrl-C exits 130 and keeps its last checkpoint.
+stopped with Ctrl-C (exit 130) or SIGTERM (exit 143) says so in one line and keeps its last
+checkpoint and every metrics record written so far.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from .errors import ConfigError, RnnlabError
@@ -91,8 +93,9 @@ def _add_option_flags(p):
                              for _, option, owner in entries if owner is not None)
         help_text = entries[0][1].help + (f" ({section} option; {defaults})" if owners else "")
         option = entries[0][1]
-        if not owners:  # a training setting: one default
-            help_text = f"{option.help} (default: {option.describe().split('=', 1)[1]})"
+        if not owners:  # a training setting: one default (None: the help says how it is found)
+            help_text = option.help + ("" if option.default is None else
+                                       f" (default: {option.describe().split('=', 1)[1]})")
         kwargs = dict(dest=f"{section}.{name}", default=argparse.SUPPRESS, help=help_text)
         flag = "--" + name.replace("_", "-")
         if all(o.kind == "flag" for _, o, _ in entries):
@@ -115,6 +118,8 @@ def _add_train_arguments(p):
                    help="set any option, e.g. --set optimizer.beta2=0.99 (repeatable)")
     p.add_argument("--out", default=None,
                    help="run folder (default: runs/<task>-<model>-<optimizer>-<run id>)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in a run folder that already holds a run (replaces it)")
     p.add_argument("--resume", action="store_true",
                    help="continue from <out>/checkpoint.npz (the folder's config.json is the "
                         "base config unless --config is given)")
@@ -144,8 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parse_set(config, entries) -> dict:
-    """``--set`` entries as dotted overrides, each value parsed by its option's own parser."""
+def _parse_set(data, entries) -> dict:
+    """``--set`` entries as dotted overrides, each value parsed by its option's own parser
+    (``data``: the nested config the names are read from)."""
     from .config import COMPONENTS, SETTINGS
     overrides = {}
     for entry in entries:
@@ -159,7 +165,9 @@ def _parse_set(config, entries) -> dict:
         if section == "train":
             options = SETTINGS
         elif section in COMPONENTS:
-            owner = overrides.get(section, getattr(config, section)["name"])
+            table = data.get(section, {})
+            owner = overrides.get(section, table if isinstance(table, str) else table.get(
+                "name", COMPONENTS[section][1]))
             options = COMPONENTS[section][0].options(owner)
         else:
             raise ConfigError(f"--set {entry!r}: unknown section {section!r}; allowed: "
@@ -174,21 +182,23 @@ def _parse_set(config, entries) -> dict:
 
 
 def config_from_args(args):
-    """The RunConfig the ``train`` arguments describe (see the module docstring)."""
-    from .config import RunConfig
-    from .train.sinks import CONFIG_FILE as CONFIG_FILE_NAME
+    """The RunConfig the ``train`` arguments describe (see the module docstring). The pieces
+    are merged as plain data first and checked once, so an override can mend what a default
+    alone would refuse (``--backend numpy`` under a bad RNNLAB_BACKEND)."""
+    from .config import RunConfig, apply_overrides, read_file
+    from .train.sinks import CONFIG_FILE
     if args.config is not None:
-        base = RunConfig.from_file(args.config)
-    elif args.resume and args.out and os.path.isfile(os.path.join(args.out, CONFIG_FILE_NAME)):
-        base = RunConfig.from_file(os.path.join(args.out, CONFIG_FILE_NAME))
+        data = read_file(args.config)
+    elif args.resume and args.out and os.path.isfile(os.path.join(args.out, CONFIG_FILE)):
+        data = read_file(os.path.join(args.out, CONFIG_FILE))
     else:
-        base = RunConfig()
+        data = {}
     flags = {k: v for k, v in vars(args).items() if "." in k}
     names = {k.split(".")[0]: v for k, v in flags.items() if k.endswith(".name")}
-    with_names = base.with_overrides(names)
+    with_names = apply_overrides(data, names)
     overrides = {**names, **{k: v for k, v in flags.items() if not k.endswith(".name")}}
     overrides.update(_parse_set(with_names, args.set))
-    return base.with_overrides(overrides)
+    return RunConfig.from_dict(apply_overrides(data, overrides))
 
 
 def _train(args) -> int:
@@ -196,13 +206,17 @@ def _train(args) -> int:
     from .train.run import default_folder
     config = config_from_args(args)
     out = args.out or default_folder(config)
-    result = run(config, FileSink(out), resume=args.resume, progress=args.progress)
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other: continue the run in "
+                          f"{out} or start it over")
+    result = run(config, FileSink(out, overwrite=args.overwrite), resume=args.resume,
+                 progress=args.progress)
     if result.status == "diverged":
         print(f"rnnlab: {result.message}", file=sys.stderr)
         return 1
     if result.status == "stopped":
         print(f"rnnlab: {result.message}", file=sys.stderr)
-        return 130
+        return 143 if result.reason == "SIGTERM" else 130
     opt = config.optimizer
     detail = ", ".join(f"{k}={v}" for k, v in config.options("task").items())
     score = (f"held-out {result.metric} {result.final[result.metric]:.4g}"
@@ -224,8 +238,15 @@ def _verify(args) -> int:
     return main_verify(args)
 
 
+def _terminate(signum, frame):
+    """SIGTERM ends a command the way Ctrl-C does (the run stops between steps, its last
+    checkpoint and every record so far kept), with exit code 143."""
+    raise KeyboardInterrupt("SIGTERM")
+
+
 def main(argv=None) -> int:
     """Entry point; returns the process exit code."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         args = build_parser().parse_args(argv)
         handlers = {"train": _train, "demo": _demo, "verify": _verify}
@@ -233,6 +254,9 @@ def main(argv=None) -> int:
     except RnnlabError as exc:
         print(f"rnnlab: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("rnnlab: interrupted; the last checkpoint is kept", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"rnnlab: {str(exc) or 'interrupted'}; the last checkpoint is kept",
+              file=sys.stderr)
+        return 143 if str(exc) == "SIGTERM" else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -58,9 +58,22 @@ SETTINGS = (
     Option.integer("checkpoint_every", 0, "steps between checkpoints (0: at every evaluation)",
                    minimum=0),
     Option.integer("seed", 0, "seed of weights, batches and held-out set", minimum=0),
-    Option.choice("backend", "numpy", "array backend", backend.BACKENDS),
+    Option("backend", None, "array backend (RNNLAB_BACKEND when not given, else numpy)",
+           lambda name, value: _check_backend(name, value), str, "choice", backend.BACKENDS),
     Option.choice("dtype", "float32", "training dtype", ("float32", "float64")),
 )
+
+def _check_backend(name, value):
+    if value is None:  # the default: the environment's choice, recorded in the config
+        text = os.environ.get("RNNLAB_BACKEND", "numpy").strip().lower() or "numpy"
+        if text not in backend.BACKENDS:
+            raise ConfigError(f"RNNLAB_BACKEND must be one of {', '.join(backend.BACKENDS)}; "
+                              f"got {os.environ['RNNLAB_BACKEND']!r}")
+        return text
+    if value not in backend.BACKENDS:
+        raise ConfigError(f"{name} must be one of {', '.join(backend.BACKENDS)}; got {value!r}")
+    return value
+
 
 # section -> (registry, default component name); "train" holds SETTINGS instead
 COMPONENTS = {"task": (TASKS, "adding"), "model": (MODELS, "elman"),
@@ -102,8 +115,9 @@ class RunConfig:
             object.__setattr__(self, section, _component(section, getattr(self, section)))
         if not isinstance(self.train, dict):
             raise ConfigError(f"config section 'train' must be a table; got {self.train!r}")
-        object.__setattr__(self, "train", resolve("config section 'train'", SETTINGS,
-                                                  self.train))
+        train = resolve("config section 'train'", SETTINGS, self.train)
+        train["backend"] = _check_backend("backend", train["backend"])
+        object.__setattr__(self, "train", train)
 
     # ------------------------------------------------------------------ views
     def options(self, section: str) -> dict:
@@ -135,7 +149,9 @@ class RunConfig:
         """A config from nested data (a loaded TOML/JSON file); unknown sections are errors."""
         if not isinstance(data, dict):
             raise ConfigError(f"a config must be a table of sections; got {type(data).__name__}")
-        unknown = [k for k in data if k not in SECTIONS]
+        # "environment" (what a run folder's config.json records about the machine) describes
+        # where a run ran, not the run: it is read past
+        unknown = [k for k in data if k not in SECTIONS and k != "environment"]
         if unknown:
             raise ConfigError(f"unknown config section {unknown[0]!r}; allowed: "
                               f"{', '.join(SECTIONS)}")
@@ -144,47 +160,65 @@ class RunConfig:
     @classmethod
     def from_file(cls, path: str) -> "RunConfig":
         """Read a ``.toml`` (standard library ``tomllib``) or ``.json`` config file."""
-        if not os.path.isfile(path):
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            if path.endswith(".json"):
-                with open(path, encoding="utf-8") as f:
-                    data = json.load(f)
-            else:
-                with open(path, "rb") as f:
-                    data = tomllib.load(f)
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path} is not valid "
-                              f"{'JSON' if path.endswith('.json') else 'TOML'}: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_file(path))
 
     def with_overrides(self, overrides: dict) -> "RunConfig":
-        """A new config with dotted ``overrides`` applied (``{"optimizer": "adam",
-        "optimizer.lr": 0.01, "train.steps": 50}``).
+        """A new config with dotted ``overrides`` applied (see :func:`apply_overrides`)."""
+        return RunConfig.from_dict(apply_overrides(self.to_dict(), overrides))
 
-        A component's name (``"optimizer"`` or ``"optimizer.name"``) is applied first; changing
-        it drops the old component's options, which belong to their owner, so only options
-        given here (or the new component's defaults) apply.
-        """
-        data = self.to_dict()
-        names, options = {}, {}
-        for key, value in overrides.items():
-            section, _, option = key.partition(".")
-            if section not in SECTIONS:
-                raise ConfigError(f"unknown config section {section!r} in {key!r}; allowed: "
-                                  f"{', '.join(SECTIONS)}")
-            if section in COMPONENTS and option in ("", "name"):
-                names[section] = value
-            elif not option:
-                raise ConfigError(f"{key!r} names a section; give section.option=value")
-            else:
-                options[(section, option)] = value
-        for section, name in names.items():
-            if name != data[section]["name"]:
-                data[section] = {"name": name}
-        for (section, option), value in options.items():
-            data[section][option] = value
-        return RunConfig.from_dict(data)
+
+def read_file(path: str) -> dict:
+    """The nested data of a ``.toml`` or ``.json`` config file, not yet checked."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        if path.endswith(".json"):
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid "
+                          f"{'JSON' if path.endswith('.json') else 'TOML'}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror or exc})") from None
+
+
+def apply_overrides(data: dict, overrides: dict) -> dict:
+    """Nested config ``data`` with dotted ``overrides`` applied (``{"optimizer": "adam",
+    "optimizer.lr": 0.01, "train.steps": 50}``), as a new dict (checked when a RunConfig is made
+    from it).
+
+    A component's name (``"optimizer"`` or ``"optimizer.name"``) is applied first; changing it
+    drops the old component's options, which belong to their owner, so only options given here
+    (or the new component's defaults) apply.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a table of sections; got {type(data).__name__}")
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    names, options = {}, {}
+    for key, value in overrides.items():
+        section, _, option = key.partition(".")
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown config section {section!r} in {key!r}; allowed: "
+                              f"{', '.join(SECTIONS)}")
+        if section in COMPONENTS and option in ("", "name"):
+            names[section] = value
+        elif not option:
+            raise ConfigError(f"{key!r} names a section; give section.option=value")
+        else:
+            options[(section, option)] = value
+    for section, name in names.items():
+        table = data.get(section)
+        current = table if isinstance(table, str) else (table or {}).get(
+            "name", COMPONENTS[section][1])
+        if name != current:
+            data[section] = {"name": name}
+    for (section, option), value in options.items():
+        table = data.get(section, {})
+        data[section] = {"name": table} if isinstance(table, str) else dict(table)
+        data[section][option] = value
+    return data
 
 
 def _dotted(data: dict) -> dict:

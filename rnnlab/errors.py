@@ -24,3 +24,9 @@ class DivergenceError(RnnlabError, RuntimeError):
 
 class CheckpointError(RnnlabError, OSError):
     """A checkpoint is missing, unreadable or does not match the run being resumed."""
+
+
+class SinkError(RnnlabError, OSError):
+    """A run's records or checkpoint could not be written (full disk, unusable folder, a folder
+    in use by another run); what was written before is intact."""
+

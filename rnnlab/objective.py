@@ -19,8 +19,8 @@ from __future__ import annotations
 import dataclasses
 import numbers
 
-from . import validate
-from .errors import ConfigError
+from . import backend, validate
+from .errors import ConfigError, DivergenceError
 from .models import OUTPUT_MODES
 
 
@@ -232,6 +232,10 @@ def _chunks(model, params, batch, loss, bounds):
     outputs = model.spec.outputs
     T, state = batch.T, batch.state
     for a, b in bounds:
+        if a > 0 and not _finite_state(state):
+            # the recurrence overflowed inside the batch: that is divergence, not bad input
+            raise DivergenceError(f"the hidden state carried into steps {a}..{b - 1} is not "
+                                  "finite")
         part = batch.chunk(a, b, outputs, state)
         if outputs == "last":
             scored = b == T
@@ -244,6 +248,13 @@ def _chunks(model, params, batch, loss, bounds):
             _, cache = model.forward(params, part.x, part.state)
         state = cache.final_state  # taken before the caller updates params
         yield Chunk(part, scored, value, grads, cache)
+
+
+def _finite_state(state) -> bool:
+    """Whether every array in a carried state (one opaque value per layer) is finite."""
+    if isinstance(state, (list, tuple)):
+        return all(_finite_state(s) for s in state)
+    return bool(backend.get_xp().isfinite(state).all())
 
 
 def gauss_newton_product(model, params, batch: Batch, v: dict, loss, cache=None,

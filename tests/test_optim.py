@@ -127,6 +127,47 @@ def test_step_rejects_mismatched_keys():
         SGD().step({"a": np.zeros(1), "b": np.zeros(1)}, {"b": np.zeros(1), "a": np.zeros(1)})
 
 
+@pytest.mark.parametrize("make", [SGD, lambda: SGD(momentum=0.9), Adam],
+                         ids=["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("grad,message", [
+    (np.ones(1), r"grads\['b'\] must have its parameter's shape \(4,\); got \(1,\)"),
+    (np.ones((1, 4)), r"grads\['b'\] must have its parameter's shape \(4,\); got \(1, 4\)"),
+    (np.ones(4, dtype=np.int64), r"grads\['b'\] must have a dtype of the parameter's kind "
+                                 r"\(float64\); got int64"),
+    (np.ones(4, dtype=complex), r"grads\['b'\] must have a dtype of the parameter's kind"),
+], ids=["shape-1", "shape-1x4", "int64", "complex"])
+def test_step_rejects_gradient_unlike_its_parameter(xp, make, grad, message):
+    # without the check a (1,) gradient broadcast over the (4,) bias and an integer one was cast
+    params = {"w": backend.to_device(np.ones((3, 2))), "b": backend.to_device(np.ones(4))}
+    grads = {"w": backend.to_device(np.ones((3, 2))), "b": backend.to_device(grad)}
+    opt = make()
+    with pytest.raises(ConfigError, match=message):
+        opt.step(params, grads)
+    assert opt.steps == 0  # a refused step is not counted ...
+    np.testing.assert_array_equal(backend.to_host(params["w"]), 1.0)  # ... and changes nothing
+
+
+def test_step_rejects_non_array_gradient():
+    params = {"b": np.zeros(4)}
+    with pytest.raises(ConfigError, match=r"grads\['b'\] must be a numpy.ndarray like its "
+                                          r"parameter; got list"):
+        SGD().step(params, {"b": [1.0] * 4})
+    with pytest.raises(ConfigError, match=r"grads\['b'\] must be a numpy.ndarray like its "
+                                          r"parameter; got MaskedArray"):
+        SGD().step(params, {"b": np.ma.masked_invalid(np.array([np.nan, 1.0, 1.0, 1.0]))})
+    with pytest.raises(ConfigError, match=r"params\['b'\] must be an array \(it is updated in "
+                                          r"place\); got list"):
+        SGD().step({"b": [0.0] * 4}, {"b": np.ones(4)})
+
+
+def test_step_accepts_other_float_precision():
+    # same dtype kind: a float32 gradient updates a float64 parameter (and casts back in place)
+    p = {"w": np.zeros(2)}
+    SGD(lr=0.5).step(p, {"w": np.ones(2, dtype=np.float32)})
+    np.testing.assert_array_equal(p["w"], [-0.5, -0.5])
+    assert p["w"].dtype == np.float64
+
+
 # ----------------------------------------------------------------------------- checkpoints
 @pytest.mark.parametrize("make", [lambda: SGD(lr=0.1, momentum=0.9),
                                   lambda: SGD(lr=0.1, momentum=0.9, nesterov=True),
@@ -202,6 +243,27 @@ def test_clip_reports_non_finite_norm(bad):
     norm = clip_grad_norm(grads, 1.0)
     assert (math.isinf(norm) if math.isinf(bad) else math.isnan(norm))
     np.testing.assert_array_equal(grads["b"], [1.0, 1.0])  # left for the trainer to judge
+
+
+@pytest.mark.parametrize("max_norm", [-1.0, 0, 0.0, -np.inf, np.inf, np.nan, True, "1.0"])
+def test_clip_rejects_bad_max_norm(max_norm):
+    # without the check -1.0 multiplied the gradients by -1 / norm (reversing the step)
+    a = np.array([3.0, 4.0])
+    with pytest.raises(ConfigError, match=r"max_norm must be a finite number > 0, or None to "
+                                          r"only measure; got "):
+        clip_grad_norm({"a": a}, max_norm)
+    np.testing.assert_array_equal(a, [3.0, 4.0])
+
+
+def test_clip_as_the_trainer_calls_it():
+    # rnnlab.train.run calls clip_grad_norm(grads, clip or None): clip = 0 means "no clipping"
+    for clip in (0, 0.0, None):
+        grads = {"a": np.array([30.0, 40.0])}
+        assert clip_grad_norm(grads, clip or None) == 50.0
+        np.testing.assert_array_equal(grads["a"], [30.0, 40.0])
+    grads = {"a": np.array([30.0, 40.0])}
+    assert clip_grad_norm(grads, np.float64(5.0)) == 50.0  # a NumPy scalar is a number
+    np.testing.assert_allclose(grads["a"], [3.0, 4.0], rtol=1e-15)  # 1 ulp
 
 
 # ----------------------------------------------------------------------------- bad settings

@@ -163,3 +163,58 @@ def test_python_m_rnnlab_verify_runs_and_fails_on_a_plant():
     bad = subprocess.run(argv + ["--plant", "kappa_factor"], capture_output=True, text=True,
                          env=env, cwd=ROOT, timeout=120)
     assert bad.returncode == 1 and "FAIL" in bad.stdout, bad.stderr
+
+
+def _cli(argv):
+    """rnnlab.cli.main's exit code, whether it returns it or argparse exits with it."""
+    from rnnlab import cli
+    try:
+        return cli.main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("--layers", ""), ("--layers", "0"), ("--layers", "1,x"),
+    ("--widths", "0"), ("--widths", "-1"), ("--widths", " , "),
+    ("--seeds", ""), ("--seeds", "-1"),
+    ("--T", "0"), ("--T", "two"), ("--instances", "0"), ("--max-paths", "0"),
+])
+def test_bad_list_and_count_flags_are_one_line_on_stderr(capsys, flag, value):
+    # old: an empty list ran every claim on nothing and printed a table of FAIL rows (exit 1);
+    # the counts failed inside run_checks naming the Python argument (T, max_paths), not the flag
+    code = _cli(["verify", "--no-reduction", f"{flag}={value}"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"rnnlab verify: error: argument {flag}" in err
+    assert (">= 0" if flag == "--seeds" else ">= 1") in err
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--only", "no claim has this text"], "matches none of the"),
+    (["--only", "reduction graph", "--no-reduction"], "--no-reduction skips"),
+])
+def test_only_matching_nothing_is_one_line_on_stderr(capsys, argv, match):
+    # old: "0 claims checked" (or only skipped claims) printed as a table, exit 1
+    code = _cli(["verify", "--layers", "1", "--widths", "2", "--instances", "1"] + argv)
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("rnnlab: error: --only ") and match in err
+
+
+def test_only_hint_names_claims_that_exist():
+    # the --only error suggests 'gamma^2' and 'kappa': both must select claims
+    checks.load_checks()
+    for text in ("gamma^2", "kappa"):
+        assert any(text in c.claim.lower() for c in checks.CHECKS)
+
+
+def test_main_verify_with_a_list_reports_bad_flags_in_one_line(capsys):
+    # main_verify(argv) parses with the same one-line parser as the rnnlab command
+    with pytest.raises(SystemExit) as exc:
+        verify_cli.main_verify(["--widths", ""])
+    out, err = capsys.readouterr()
+    assert exc.value.code == 2 and out == "" and len(err.splitlines()) == 1
+    assert "argument --widths" in err

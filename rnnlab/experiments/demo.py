@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from ..config import RunConfig
+from ..errors import ConfigError
 from ..train import FileSink, run
 from ..train.plots import plot_learning_curves
 
@@ -53,10 +54,15 @@ def summary_table(results: dict, metric: str, baseline: float) -> str:
 
 def run_demo(out: str = "runs", steps: int | None = None, seed: int = 0,
              progress: bool | None = None) -> dict:
-    """Train the demo's models, print the table, write the figure; return the results."""
+    """Train the demo's models, print the table, write the figure; return the results.
+
+    Rerunning the demo replaces its earlier runs under ``<out>/demo``.
+    """
+    if not isinstance(out, str) or not out.strip():
+        raise ConfigError(f"--out must be a folder path; got {out!r}")
     configs = demo_configs(steps, seed)
-    results = {label: run(config, FileSink(os.path.join(out, "demo", label)), progress=progress,
-                          label=label).raise_for_status()
+    results = {label: run(config, FileSink(os.path.join(out, "demo", label), overwrite=True),
+                          progress=progress, label=label).raise_for_status()
                for label, config in configs.items()}
     first = next(iter(results.values()))
     c = first.config

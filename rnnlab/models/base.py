@@ -24,6 +24,9 @@ A recurrent model is anything with this shape (checked structurally, no base cla
 A model class is registered in :data:`MODELS` with its ``options`` (a tuple of
 :class:`rnnlab.options.Option`) and a classmethod ``build(n_in, n_out, outputs, *, seed, dtype,
 **options)``; :func:`make_model` validates the options through the declaration and builds it.
+An optional classmethod ``spec_for(n_in, n_out, outputs, **options)`` returns the spec without
+drawing weights; the trainer uses it to refuse a run whose memory cannot exist before
+allocating anything (:mod:`rnnlab.train.memory`).
 """
 from __future__ import annotations
 

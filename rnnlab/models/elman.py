@@ -25,6 +25,8 @@ for the shape (:func:`_weights_first`). Timings against PyTorch: ``benchmarks/RE
 from __future__ import annotations
 
 import dataclasses
+import numbers
+from collections.abc import Mapping
 
 from .. import backend, validate
 from ..errors import ConfigError
@@ -36,13 +38,14 @@ ACTIVATIONS = ("relu", "tanh", "identity")
 
 
 def _check_hidden(name, value):
-    """``hidden``: one width for every layer, or a list of widths, one per layer."""
-    widths = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    """``hidden``: one width for every layer, or a list of widths, one per layer (NumPy
+    integers become Python ints, so configs serialise to JSON)."""
+    single = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    widths = [value] if single else value
     if not isinstance(widths, (list, tuple)) or not widths:
         raise ConfigError(f"{name} must be an integer >= 1 or a list of them; got {value!r}")
-    for width in widths:
-        validate.positive_int(name, width)
-    return value if isinstance(value, int) else [int(w) for w in widths]
+    widths = [validate.positive_int(name, width) for width in widths]
+    return widths[0] if single else widths
 
 
 def _parse_hidden(text: str):
@@ -78,6 +81,28 @@ def _transposed(w, block: int = 64):
     for r in range(0, rows, block):
         out[:, r:r + block] = w[r:r + block].T
     return out
+
+
+def _check_arrays(arrays):
+    """What :meth:`ElmanRNN.from_arrays` is given: a mapping of names to real-valued arrays,
+    weight matrices 2-D and biases 1-D (their sizes are checked against each other later)."""
+    if not isinstance(arrays, Mapping):
+        raise ConfigError(f"arrays must be a dict of parameter names to arrays; "
+                          f"got {type(arrays).__name__}")
+    for name, a in arrays.items():
+        if not isinstance(name, str):
+            raise ConfigError(f"arrays must be keyed by parameter names (str); got {name!r}")
+        if type(a).__module__.split(".")[0] != "cupy":  # host arrays are copied over
+            if not isinstance(a, backend.numpy.ndarray):
+                raise ConfigError(f"{name} must be a NumPy or CuPy array; "
+                                  f"got {type(a).__name__}")
+            validate.plain_array(name, a, backend.numpy)
+        if a.dtype.kind not in "fiu":
+            raise ConfigError(f"{name} must hold real numbers (a float or integer dtype); "
+                              f"got {a.dtype}")
+        ndim = 1 if name.endswith(".b") else 2
+        if a.ndim != ndim:
+            raise ConfigError(f"{name} must be {ndim}-D; got shape {tuple(a.shape)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,9 +225,19 @@ class ElmanRNN:
 
     @classmethod
     def build(cls, n_in: int, n_out: int, outputs: str, *, seed: int = 0, dtype=None,
-              hidden=100, layers=None, activation="relu", init="identity", gain=1.0,
-              init_scale=0.01, bias=True) -> "ElmanRNN":
+              **options) -> "ElmanRNN":
         """The model :func:`rnnlab.models.make_model` builds from the options above."""
+        spec = cls.spec_for(n_in, n_out, outputs, **options)
+        return cls.create(n_in, spec.hidden, n_out, activation=spec.activation, bias=spec.bias,
+                          outputs=outputs, init=options.get("init", "identity"),
+                          gain=options.get("gain", 1.0), scale=options.get("init_scale", 0.01),
+                          seed=seed, dtype=dtype)
+
+    @classmethod
+    def spec_for(cls, n_in: int, n_out: int, outputs: str, *, hidden=100, layers=None,
+                 activation="relu", bias=True, **_weights) -> ElmanSpec:
+        """The structure the options describe, without drawing any weight (what the trainer
+        reads to estimate a run's memory before allocating it)."""
         if isinstance(hidden, int):
             widths = (hidden,) * (layers or 1)
         else:
@@ -210,21 +245,11 @@ class ElmanRNN:
             if layers is not None and layers != len(widths):
                 raise ConfigError(f"layers ({layers}) must equal the number of widths in hidden "
                                   f"{list(widths)}, or be left out")
-        return cls.create(n_in, widths, n_out, activation=activation, bias=bias,
-                          outputs=outputs, init=init, gain=gain, scale=init_scale, seed=seed,
-                          dtype=dtype)
+        return ElmanSpec(n_in, widths, n_out, activation, bias, outputs)
 
     def __init__(self, spec: ElmanSpec, params: dict):
         self.spec = spec
-        shapes = spec.param_shapes()
-        if list(params) != list(shapes):
-            raise ConfigError(f"params must have the keys {list(shapes)} in that order; "
-                              f"got {list(params)}")
-        dtypes = {params[k].dtype for k in shapes}
-        if len(dtypes) != 1:
-            raise ConfigError(f"params must share one dtype; got {sorted(map(str, dtypes))}")
-        for name, shape in shapes.items():
-            validate.float_array(name, params[name], shape=shape)
+        validate.param_arrays("params", params, spec.param_shapes(), finite=True)
         self.params = params
 
     # ------------------------------------------------------------------ construction
@@ -242,11 +267,12 @@ class ElmanRNN:
             Multiplies every recurrent matrix.
         scale : float
             Half-width a of U(-a, a) for ``init="uniform"``.
-        seed : int
-            Seed of the host generator that draws the weights.
+        seed : int >= 0
+            Seed of the host generator that draws the weights (a NumPy integer is accepted).
         dtype : float32 or float64, default the training dtype.
         """
         spec = ElmanSpec(n_in, hidden, n_out, activation, bias, outputs)
+        seed = validate.positive_int("seed", seed, minimum=0)
         validate.choice("init", init, inits.INITS)
         validate.positive_float("gain", gain, allow_zero=True)
         validate.positive_float("scale", scale)
@@ -271,8 +297,10 @@ class ElmanRNN:
 
         ``arrays`` maps the parameter names of :meth:`ElmanSpec.param_shapes` (``"layer1.W_in"``,
         ``"layer1.W_rec"``, optionally ``"layer1.b"``, ..., ``"out.W"``, optionally ``"out.b"``)
-        to arrays; biases must be given for all layers or for none.
+        to arrays; biases must be given for all layers or for none. Each array is a NumPy or CuPy
+        array (not a masked array or matrix) of real numbers: weight matrices 2-D, biases 1-D.
         """
+        _check_arrays(arrays)
         layers = 0
         while f"layer{layers + 1}.W_in" in arrays:
             layers += 1
@@ -303,9 +331,35 @@ class ElmanRNN:
                 f"activation={s.activation!r}, bias={s.bias}, outputs={s.outputs!r})")
 
     # ------------------------------------------------------------------ helpers
+    def _check_params(self, params, v=None):
+        """Check ``params`` (and a direction ``v``) against ``spec.param_shapes()`` (keys in
+        order, exact shapes, one float dtype, plain arrays of the active backend); returns the
+        dtype. Values need not be finite: training detects divergence from the loss. Runs once
+        per public call, a few comparisons per array."""
+        shapes = self.spec.param_shapes()
+        dtype = validate.param_arrays("params", params, shapes)
+        if v is not None:
+            validate.param_arrays("v", v, shapes, dtype=dtype)
+        return dtype
+
+    def _check_cache(self, cache, dtype):
+        """``cache`` must be what :meth:`forward` of this structure returned at this dtype."""
+        if not isinstance(cache, ElmanCache):
+            raise ConfigError(f"cache must be the ElmanCache that forward() returned; "
+                              f"got {type(cache).__name__}")
+        s, x, hs = self.spec, cache.x, cache.h
+        T, B = x.shape[0], x.shape[1]
+        want = [(T + 1, B, width) for width in s.hidden]
+        got = [tuple(h.shape) for h in hs]
+        if x.dtype != dtype or got != want:
+            raise ConfigError(f"cache does not come from this model's forward() at {dtype} "
+                              f"parameters: hidden states {got} of {x.dtype}, expected {want} "
+                              f"of {dtype}")
+        return T, B
+
     def _check_input(self, params, x, state):
         s = self.spec
-        dtype = params["out.W"].dtype
+        dtype = self._check_params(params)
         validate.float_array("x", x, shape=(None, None, s.n_in), dtype=dtype)
         if x.shape[0] < 1 or x.shape[1] < 1:
             raise ConfigError(f"x must have T >= 1 steps and B >= 1 sequences; got shape "
@@ -338,8 +392,10 @@ class ElmanRNN:
         Parameters
         ----------
         params : dict
-            Parameters with the keys of ``spec.param_shapes()``.
+            Parameters with the keys, in order, and shapes of ``spec.param_shapes()``, all of
+            one dtype (float32 or float64), arrays of the active backend.
         x : (T, B, n_in)
+            Finite, of the parameters' dtype.
         state : list of (B, H_i), optional
             Initial hidden state per layer (zeros if omitted), e.g. a previous chunk's
             ``cache.final_state`` in truncated BPTT.
@@ -456,9 +512,9 @@ class ElmanRNN:
         Parameters
         ----------
         params : dict
-            The parameters the forward pass used.
+            The parameters the forward pass used (checked as in :meth:`forward`).
         dy : same shape as the forward's y
-            dLoss/dy.
+            dLoss/dy, a floating array of the active backend.
         cache : ElmanCache
             From :meth:`forward`.
         d_final_state : list of (B, H_i), optional
@@ -473,11 +529,17 @@ class ElmanRNN:
         """
         xp = backend.get_xp()
         s = self.spec
+        dtype = self._check_params(params)
+        T, B = self._check_cache(cache, dtype)
         x, hs = cache.x, cache.h
-        T, B, _ = x.shape
         expected = (B, s.n_out) if s.outputs == "last" else (T, B, s.n_out)
-        if tuple(dy.shape) != expected:
-            raise ConfigError(f"dy must have shape {expected}; got {tuple(dy.shape)}")
+        validate.float_array("dy", dy, shape=expected, finite=False)
+        if d_final_state is not None:
+            if len(d_final_state) != s.layers:
+                raise ConfigError(f"d_final_state must hold one array per layer ({s.layers}); "
+                                  f"got {len(d_final_state)}")
+            for i, (d, width) in enumerate(zip(d_final_state, s.hidden)):
+                validate.float_array(f"d_final_state[{i}]", d, shape=(B, width), finite=False)
         grads = {}
         top = hs[-1]
         w_out = params["out.W"]
@@ -575,7 +637,7 @@ class ElmanRNN:
         Parameters
         ----------
         v : dict
-            A direction with the keys and shapes of ``params``.
+            A direction with the keys, shapes and dtype of ``params``.
         cache : ElmanCache
             From ``forward(params, x)``; the initial state is treated as a constant.
 
@@ -589,8 +651,9 @@ class ElmanRNN:
         """
         xp = backend.get_xp()
         s = self.spec
+        dtype = self._check_params(params, v)
+        T, B = self._check_cache(cache, dtype)
         x, hs = cache.x, cache.h
-        T, B, _ = x.shape
         r_below, r_hs = None, []
         for i, width in enumerate(s.hidden, start=1):
             h = hs[i - 1]

@@ -56,6 +56,22 @@ def device_copy(tree):
     return _map_arrays(tree, lambda a: backend.to_device(a).copy())
 
 
+def _refuse_gradient(name, p, g):
+    """Raise the ConfigError saying how gradient ``name`` fails to match its parameter."""
+    if not (hasattr(p, "shape") and hasattr(p, "dtype")):
+        raise ConfigError(f"params[{name!r}] must be an array (it is updated in place); "
+                          f"got {type(p).__name__}")
+    label = f"grads[{name!r}]"
+    if type(g) is not type(p):
+        raise ConfigError(f"{label} must be a {type(p).__module__.split('.')[0]}."
+                          f"{type(p).__name__} like its parameter; got {type(g).__name__}")
+    if tuple(g.shape) != tuple(p.shape):
+        raise ConfigError(f"{label} must have its parameter's shape {tuple(p.shape)}; "
+                          f"got {tuple(g.shape)}")
+    raise ConfigError(f"{label} must have a dtype of the parameter's kind ({p.dtype}); "
+                      f"got {g.dtype}")
+
+
 class Optimizer:
     """Base class. Subclasses set ``name``, ``options``, ``needs``, and implement
     :meth:`_update` (which may return a dict of step metrics); :meth:`_validate` may check rules
@@ -96,6 +112,17 @@ class Optimizer:
         if list(grads) != list(params):
             raise ConfigError(f"grads must have the keys of params {list(params)}; "
                               f"got {list(grads)}")
+        for name, p in params.items():
+            g = grads[name]
+            # same array type, shape and dtype kind: an in-place update would broadcast a (1,)
+            # gradient over a (4,) bias, or cast an integer one, without a word
+            try:
+                ok = (type(g) is type(p) and g.shape == p.shape
+                      and g.dtype.kind == p.dtype.kind)
+            except AttributeError:  # not arrays
+                ok = False
+            if not ok:
+                _refuse_gradient(name, p, g)
         self.steps += 1
         return self._update(params, grads, **needs) or {}
 

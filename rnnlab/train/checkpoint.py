@@ -93,7 +93,8 @@ def load(path: str):
     try:
         with np.load(path, allow_pickle=False) as archive:
             data = {k: archive[k] for k in archive.files}  # reading every member checks CRCs
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, NotImplementedError,
+            RuntimeError) as exc:  # NotImplementedError: a damaged zip "compression method"
         raise CheckpointError(f"checkpoint {path} is corrupt or incomplete ({exc}); "
                               "delete it to start over") from exc
     if "meta" not in data:

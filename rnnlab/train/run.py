@@ -25,10 +25,11 @@ from .. import backend, objective
 from ..config import STREAM_EVAL, STREAM_INIT, STREAM_TRAIN, RunConfig
 from ..errors import CheckpointError, DivergenceError
 from ..losses import get_loss
-from ..models import make_model
+from ..models import MODELS, make_model
 from ..optim import clip_grad_norm, make_optimizer
 from ..optim.base import device_copy
 from ..tasks import make_task
+from .memory import check_fits
 from .sinks import FileSink
 
 STATUSES = ("finished", "diverged", "stopped")
@@ -85,9 +86,15 @@ class RunResult:
 
 def build(config: RunConfig):
     """The task, model, optimizer and loss a config describes (fresh, seeded), on the active
-    backend."""
+    backend; a run whose memory cannot exist is refused first (:mod:`.memory`)."""
     t = config.train
     task = make_task(config.task["name"], dtype=t["dtype"], **config.options("task"))
+    model_class = MODELS.get(config.model["name"])
+    if hasattr(model_class, "spec_for"):  # structure without weights: check the memory first
+        spec = model_class.spec_for(task.n_in, task.n_out, task.outputs,
+                                    **MODELS.resolve(config.model["name"],
+                                                     config.options("model")))
+        check_fits(config, task, spec)
     model = make_model(config.model["name"], task.n_in, task.n_out, task.outputs,
                        seed=backend.derive_seed(t["seed"], STREAM_INIT), dtype=t["dtype"],
                        **config.options("model"))
@@ -239,12 +246,16 @@ def run(config: RunConfig, sink=None, *, resume: bool = False, progress: bool | 
     sink = FileSink(default_folder(config)) if sink is None else sink
     t = config.train
     with backend.use_backend(t["backend"]):
-        task, model, optimizer, loss = build(config)
+        task, model, optimizer, loss = build(config)  # refuses sizes whose memory cannot exist
         history, loaded = sink.start(config, resume)
         params, step, stream_state = model.params, 0, None
         if loaded is not None:
-            step, stream_state = _restore(config, model, optimizer, loaded,
-                                          sink.checkpoint_location())
+            try:
+                step, stream_state = _restore(config, model, optimizer, loaded,
+                                              sink.checkpoint_location())
+            except BaseException:
+                sink.finish(None)
+                raise
         eval_seed = backend.derive_seed(t["seed"], STREAM_EVAL)
         saved = {"step": step if loaded is not None else None}
 
@@ -281,12 +292,12 @@ def run(config: RunConfig, sink=None, *, resume: bool = False, progress: bool | 
             record({"kind": "eval", "step": step, **metrics})
 
         status, reason, window = "finished", None, []
-        if not history:
-            log_eval([])
-            save_checkpoint()  # step 0: a diverging first update still leaves a good checkpoint
         bar = tqdm(total=t["steps"], initial=step, desc=label or config.run_id(),
                    disable=None if progress is None else not progress, leave=False)
         try:
+            if not history:
+                log_eval([])
+                save_checkpoint()  # step 0: a diverging first update leaves a good checkpoint
             while step < t["steps"]:
                 x, targets, mask = task.batch(
                     backend.host_rng(backend.derive_seed(t["seed"], STREAM_TRAIN, step)),
@@ -301,6 +312,9 @@ def run(config: RunConfig, sink=None, *, resume: bool = False, progress: bool | 
                     status, reason = "diverged", str(exc)
                     break
                 stream_state = metrics.pop("final_state") if task.carries_state else None
+                if task.carries_state and not _finite(stream_state):
+                    status, reason = "diverged", "the carried recurrent state is not finite"
+                    break
                 step += 1
                 window.append(metrics)
                 bar.update(1)
@@ -313,8 +327,12 @@ def run(config: RunConfig, sink=None, *, resume: bool = False, progress: bool | 
                     status, reason = "diverged", "the parameters or optimizer state are not finite"
                     step -= 1  # report the update that produced them
                     break
-        except KeyboardInterrupt:
-            status, reason = "stopped", "interrupted"
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through the CLI's handler
+            status, reason = "stopped", str(exc) or "interrupted"
+        except BaseException:
+            bar.close()
+            sink.finish(None)
+            raise
         finally:
             bar.close()
         where = sink.checkpoint_location()
@@ -323,7 +341,7 @@ def run(config: RunConfig, sink=None, *, resume: bool = False, progress: bool | 
                        f"checkpoint is {where} (step {saved['step']})")
             record({"kind": "diverged", "step": step + 1, "message": message})
         elif status == "stopped":
-            message = (f"stopped after step {step}; the last checkpoint is {where} "
+            message = (f"stopped ({reason}) after step {step}; the last checkpoint is {where} "
                        f"(step {saved['step']})")
             record({"kind": "stopped", "step": step, "message": message})
         else:
@@ -352,6 +370,10 @@ def _restore(config, model, optimizer, loaded, where):
     except Exception as exc:  # a config this rnnlab cannot read: name it, don't misread it
         raise CheckpointError(f"checkpoint {where} holds a config this rnnlab cannot read "
                               f"({exc}); start the run again in a new folder") from exc
+    if int(meta["step"]) > config.train["steps"]:
+        raise CheckpointError(f"checkpoint {where} is at step {meta['step']}, beyond "
+                              f"train.steps = {config.train['steps']}; resume with more steps "
+                              f"(--steps > {meta['step']})")
     differs = config.differences(saved)
     if differs:
         raise CheckpointError(f"checkpoint {where} was written by a run with different settings "
