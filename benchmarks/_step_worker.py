@@ -48,14 +48,19 @@ class RnnlabEngine:
     ("trainer" path), called with the signature of whichever rnnlab is imported, so an older
     tree can be timed side by side (``bench_step.py --baseline REV``)."""
 
-    def __init__(self, cfg, dtype="float32", path="core"):
+    def __init__(self, cfg, dtype="float32", path="core", optimizer="sgd"):
         from rnnlab import losses, objective
         from rnnlab.optim import SGD
         self.model = make_rnnlab_model(cfg, dtype)
         self.x, self.y = make_batch(cfg, dtype)
         self.loss = losses.mse if cfg.loss == "mse" else losses.softmax_cross_entropy
         self.objective = objective
-        self.opt = SGD(lr=TIMING_LR)
+        if optimizer == "sgd":
+            self.opt = SGD(lr=TIMING_LR)
+        else:  # another registered optimizer, through the trainer (which supplies its needs)
+            from rnnlab.optim import make_optimizer
+            self.opt = make_optimizer(optimizer, lr=TIMING_LR)
+            path = "trainer"
         self.step = self._core_step if path == "core" else self._trainer_step(objective)
 
     def _core_step(self) -> float:
@@ -216,7 +221,7 @@ def info(engine: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- modes
-def serve(engine: str, threads: int | None, path: str = "core") -> None:
+def serve(engine: str, threads: int | None, path: str = "core", optimizer: str = "sgd") -> None:
     if engine == "torch":
         import torch
         if threads:
@@ -242,7 +247,7 @@ def serve(engine: str, threads: int | None, path: str = "core") -> None:
         elif op == "setup":
             eng = None  # free the previous config's arrays first
             eng = make(CONFIGS[cmd["config"]]) if engine == "torch" else make(
-                CONFIGS[cmd["config"]], path=path)
+                CONFIGS[cmd["config"]], path=path, optimizer=optimizer)
             for _ in range(cmd.get("warmup", 3)):
                 eng.step()
             reply = {"ok": True}
@@ -304,12 +309,13 @@ def main(argv=None) -> None:
     ap.add_argument("--engine", choices=("rnnlab", "torch"))
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--path", choices=("core", "trainer"), default="core")
+    ap.add_argument("--optimizer", default="sgd", help="a registered optimizer (trainer path)")
     ap.add_argument("--check", nargs="+", metavar="CONFIG")
     args = ap.parse_args(argv)
     if args.check:
         check(args.check)
     else:
-        serve(args.engine, args.threads, args.path)
+        serve(args.engine, args.threads, args.path, args.optimizer)
 
 
 if __name__ == "__main__":

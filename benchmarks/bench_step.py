@@ -6,6 +6,7 @@ importable, and compare both with the physical floor of the machine.
     python benchmarks/bench_step.py --quick --no-torch   # smoke test, a few seconds
     python benchmarks/bench_step.py --configs add-T100 smnist --reps 7 --steps 20
     python benchmarks/bench_step.py --no-torch --baseline HEAD~3 --path trainer  # new vs old
+    python benchmarks/bench_step.py --no-torch --optimizers path-sgd gsgd  # optimizer vs SGD
 
 How it measures (details in benchmarks/README.md):
 - one long-lived process per engine (rnnlab; PyTorch at --threads; PyTorch at 1 thread); this
@@ -47,7 +48,7 @@ class Worker:
     """A worker process (``_step_worker.py``) spoken to through JSON lines."""
 
     def __init__(self, label: str, engine: str, threads: int | None, tree: str | None = None,
-                 path: str = "core"):
+                 path: str = "core", optimizer: str = "sgd"):
         self.label = label
         env = dict(os.environ)
         if engine == "rnnlab" and threads:
@@ -55,7 +56,8 @@ class Worker:
         # rnnlab from this checkout, or from an exported older tree (--baseline)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree or str(HERE.parent),
                                                           env.get("PYTHONPATH")]))
-        cmd = [sys.executable, str(WORKER), "--engine", engine, "--path", path]
+        cmd = [sys.executable, str(WORKER), "--engine", engine, "--path", path,
+               "--optimizer", optimizer]
         if threads:
             cmd += ["--threads", str(threads)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -253,6 +255,9 @@ def main(argv=None) -> int:
     ap.add_argument("--path", choices=("core", "trainer"), default="core",
                     help="what rnnlab's step runs: core (loss_and_grads + SGD.step, the "
                          "PyTorch comparison) or trainer (train.train_step)")
+    ap.add_argument("--optimizers", nargs="+", default=[], metavar="NAME",
+                    help="also time these registered optimizers through train_step, each in its "
+                         "own worker, paired with SGD through train_step (implies --path trainer)")
     args = ap.parse_args(argv)
 
     if args.quick:
@@ -282,7 +287,11 @@ def main(argv=None) -> int:
                                "not importable; install the [compare] extra to compare"))
 
     baseline_tree = export_revision(args.baseline) if args.baseline else None
+    if args.optimizers:
+        args.path = "trainer"
     workers = {"rnnlab": Worker("rnnlab", "rnnlab", threads, path=args.path)}
+    for name in args.optimizers:
+        workers[name] = Worker(name, "rnnlab", threads, path="trainer", optimizer=name)
     if baseline_tree:
         workers["baseline"] = Worker("baseline", "rnnlab", threads, tree=baseline_tree,
                                      path=args.path)
@@ -374,6 +383,22 @@ def main(argv=None) -> int:
                 f"{max(shares):.0%}" if shares else "?"]
         rows.append(row)
     print_table(header, rows)
+    if args.optimizers:
+        print("## Optimizers against SGD, each through train_step (forward, BPTT, the "
+              "optimizer's needs and update), paired\n")
+        rows = []
+        for name in configs:
+            sgd = rep_medians(name, "rnnlab")
+            row = [name, fmt_ms(statistics.median(sgd))]
+            for opt in args.optimizers:
+                mine = rep_medians(name, opt)
+                row += [fmt_ms(statistics.median(mine)),
+                        fmt_ratio([a / b for a, b in zip(mine, sgd)])]
+            rows.append(row)
+        header = ["config", "SGD ms"]
+        for opt in args.optimizers:
+            header += [f"{opt} ms", f"{opt} / SGD: median [min..max]"]
+        print_table(header, rows)
     if baseline_tree:
         print(f"## This checkout against rnnlab {args.baseline}, same process layout, paired "
               f"({args.path} path)\n")
