@@ -1,4 +1,4 @@
-"""Command line: ``python -m rnnlab {train,demo,verify} ...``.
+"""Command line: ``python -m rnnlab {train,demo,verify,kappa-table} ...``.
 
 ``train`` builds a :class:`rnnlab.config.RunConfig` from, in increasing precedence: the defaults
 the registered components declare, a config file (``--config run.toml``; with ``--resume`` and no
@@ -130,13 +130,19 @@ def _add_train_arguments(p):
 def build_parser() -> argparse.ArgumentParser:
     from .config import options_help
     parser = _Parser(prog="rnnlab", description="Study how recurrent networks train.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,demo,verify}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{train,demo,verify,kappa-table}")
 
     p = sub.add_parser("train", help="train a model on a task", formatter_class=_HelpFormatter,
                        epilog=options_help())
     _add_train_arguments(p)
 
-    p = sub.add_parser("demo", help="a one-minute comparison: IRNN (ReLU) vs tanh RNN")
+    p = sub.add_parser("demo", help="a one-minute comparison: IRNN (ReLU) vs tanh RNN, or "
+                                    "(demo optimizers) SGD vs Path-SGD vs G-SGD")
+    p.add_argument("which", nargs="?", default="activations",
+                   choices=("activations", "optimizers"),
+                   help="activations: IRNN vs tanh RNN under Adam (default); optimizers: the "
+                        "IRNN under SGD, Path-SGD and G-SGD")
     p.add_argument("--out", default="runs", help="folder for the demo's runs and figure")
     p.add_argument("--steps", type=_int_at_least(1), default=None,
                    help="training steps per model (default: the demo's own)")
@@ -146,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .paths.verify_cli import add_verify_arguments
     add_verify_arguments(sub.add_parser(
         "verify", help="check the papers' path-geometry claims on random small networks"))
+    from .experiments.kappa_table import add_kappa_table_arguments
+    add_kappa_table_arguments(sub.add_parser(
+        "kappa-table", help="||kappa2|| / ||kappa1|| over lengths and widths (the Path-SGD "
+                            "paper's Figure 2)"))
     return parser
 
 
@@ -229,13 +239,19 @@ def _train(args) -> int:
 
 def _demo(args) -> int:
     from .experiments.demo import run_demo
-    run_demo(out=args.out, steps=args.steps, seed=args.seed, progress=args.progress)
+    run_demo(out=args.out, steps=args.steps, seed=args.seed, progress=args.progress,
+             which=args.which)
     return 0
 
 
 def _verify(args) -> int:
     from .paths.verify_cli import main_verify
     return main_verify(args)
+
+
+def _kappa_table(args) -> int:
+    from .experiments.kappa_table import main_kappa_table
+    return main_kappa_table(args)
 
 
 def _terminate(signum, frame):
@@ -249,7 +265,8 @@ def main(argv=None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         args = build_parser().parse_args(argv)
-        handlers = {"train": _train, "demo": _demo, "verify": _verify}
+        handlers = {"train": _train, "demo": _demo, "verify": _verify,
+                    "kappa-table": _kappa_table}
         return handlers[args.command](args)
     except RnnlabError as exc:
         print(f"rnnlab: error: {exc}", file=sys.stderr)

@@ -194,3 +194,12 @@ def test_resume_reads_the_folders_config(capsys, tmp_path):
                                           "--no-progress"])
     assert code == 0, err
     assert "adam" in stdout and "after 8 steps" in stdout
+
+
+def test_kappa_table_subcommand_writes_its_files(capsys, tmp_path):
+    code, stdout, err = run_main(capsys, ["kappa-table", "--T", "3,5", "--H", "2,3", "--seeds",
+                                          "0", "--out", str(tmp_path), "--no-progress"])
+    assert code == 0, err
+    assert "kappa2" in stdout
+    for name in ("kappa_table.md", "kappa_table.csv", "kappa_table.png"):
+        assert (tmp_path / name).stat().st_size > 0, name

@@ -300,7 +300,7 @@ def test_make_optimizer():
     assert opt.hyperparameters == {"lr": 0.2, "momentum": 0.5, "nesterov": False}
     assert repr(opt) == "SGD(lr=0.2, momentum=0.5, nesterov=False)"
     assert isinstance(make_optimizer("adam"), Adam)
-    with pytest.raises(ConfigError, match=r"optimizer must be one of sgd, adam; got 'rmsprop'"):
+    with pytest.raises(ConfigError, match=r"optimizer must be one of sgd, adam, path-sgd, path-adam, gsgd; got 'rmsprop'"):
         make_optimizer("rmsprop")
     with pytest.raises(ConfigError, match=r"optimizer 'sgd' has no option 'learning_rate'; "
                                           r"its options: lr, momentum, nesterov"):

@@ -102,7 +102,8 @@ def test_names_the_tutorial_uses_exist():
 
 def test_names_the_readme_uses_exist():
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Path geometry"):text.index("## Tests")]
+    start = text.index("## Path geometry")
+    section = text[start:text.index("\n## ", start + 1)]
     ticks = set(re.findall(r"`([^`]+)`", section))
     files = {t.split("/")[-1] for t in ticks if re.fullmatch(r"(paths/)?\w+\.py", t)}
     assert files, "the README section names no module files"

@@ -46,7 +46,9 @@ def assert_same_params(a, b):
 
 
 @pytest.mark.parametrize("optimizer,extra", [("sgd", {"momentum": 0.9, "nesterov": True}),
-                                             ("adam", {})])
+                                             ("adam", {}), ("path-sgd", {"lr": 1e-8}),
+                                             ("path-adam", {"lr": 1e-3}),
+                                             ("gsgd", {"lr": 0.01})])
 def test_resume_is_bit_identical_to_straight_run(tmp_path, optimizer, extra):
     straight = train(small_config(steps=24, optimizer=optimizer, **extra), tmp_path, "straight")
     half = small_config(steps=12, optimizer=optimizer, **extra)

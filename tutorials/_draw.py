@@ -190,3 +190,20 @@ def curvature_spectrum(eigenvalues, title):
     ax.grid(True, which="major", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def invariance_gaps(gaps, title):
+    """Tutorial 04, section 2: the output gap between two parameterisations of one network
+    after each step, one line per update rule (log scale; round-off is ~1e-15)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for rule, values in gaps.items():
+        steps = np.arange(1, len(values) + 1)
+        ax.semilogy(steps, np.maximum(values, 1e-17), "o-", ms=3, label=rule)
+    ax.axhline(1e-12, color="0.5", ls=":", lw=1, label="1e-12, the tolerance (round-off ~1e-15)")
+    ax.set_xlabel("update")
+    ax.set_ylabel(r"$\max |f_{A(p)} - f_{A(T(p))}|$ on a fresh input")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(True, which="major", alpha=0.3)
+    fig.tight_layout()
+    return fig

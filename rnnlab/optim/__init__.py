@@ -6,11 +6,16 @@
 from .adam import Adam
 from .base import NEEDS, OPTIMIZERS, Optimizer
 from .clip import clip_grad_norm
+from .gsgd import GSGD
+from .path_sgd import PathAdam, PathSGD
 from .sgd import SGD
 
 # The registry: one line per optimizer, in the order help texts list them.
 OPTIMIZERS.register("sgd", SGD)
 OPTIMIZERS.register("adam", Adam)
+OPTIMIZERS.register("path-sgd", PathSGD)
+OPTIMIZERS.register("path-adam", PathAdam)
+OPTIMIZERS.register("gsgd", GSGD)
 
 
 def make_optimizer(name: str, **hyperparameters) -> Optimizer:
@@ -18,5 +23,5 @@ def make_optimizer(name: str, **hyperparameters) -> Optimizer:
     return OPTIMIZERS.get(name)(**hyperparameters)
 
 
-__all__ = ["Adam", "NEEDS", "OPTIMIZERS", "Optimizer", "SGD", "clip_grad_norm",
-           "make_optimizer"]
+__all__ = ["Adam", "GSGD", "NEEDS", "OPTIMIZERS", "Optimizer", "PathAdam", "PathSGD", "SGD",
+           "clip_grad_norm", "make_optimizer"]

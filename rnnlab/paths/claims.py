@@ -154,7 +154,7 @@ def _enumerated(ctx, case):
             ("kappa", "kappa1", "kappa2", "kappa2_eq10", "kappa2_eq11")}
 
 
-@register_check("kappa^(1) = gradient of g(1) w.r.t. squared params (library BPTT) = Lemma 1 "
+@register_check("kappa^(1) = gradient of g(1) w.r.t. squared params (squared-network pass) = Lemma 1 "
                 "Eq. 9 by enumeration", "path-sgd Theorem 3, Lemma 1 Eq. 9")
 def _check_kappa1(ctx):
     tally = Tally()

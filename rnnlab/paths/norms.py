@@ -2,7 +2,8 @@
 
 Shapes: T steps, d hidden layers of widths H_i, m scalar parameters, P paths. gamma^2 is a
 float. **Every kappa function returns one shape**: a dict keyed by parameter name, with the keys,
-order and shapes of ``spec.param_shapes()`` (like gradients), of float64 host arrays;
+order and shapes of ``spec.param_shapes()`` (like gradients), of float64 host arrays
+(:func:`kappa_device`: of float64 arrays of the active backend);
 :func:`kappa_enumeration` returns a :class:`KappaParts` whose fields are such dicts. For vector
 arithmetic flatten them with :func:`rnnlab.params.host_vector` (``host_vector(k, spec)``).
 
@@ -25,9 +26,13 @@ kappa_i = 1/2 d^2 gamma^2 / d p_i^2 (Eq. 8), for the SHARED parameters p_i:
 
 * :func:`kappa_enumeration` -- from counting vectors. gamma^2 = sum_paths prod_i p_i^(2 c_i),
   so exactly kappa_i = sum_paths c_i (2 c_i - 1) p_i^(2 c_i - 2) prod_{j != i} p_j^(2 c_j).
-* :func:`kappa1_fast` -- Theorem 3 (path-sgd): kappa^(1) = grad_{p~} g(1), one backward pass of
-  the squared network through the library's :meth:`ElmanRNN.backward`.
-* :func:`kappa2_fast` -- the W_rec term in matrix form, CORRECTED (see below).
+* :func:`kappa1_fast` -- Theorem 3 (path-sgd): kappa^(1) = grad_{p~} g(1), one forward and one
+  backward pass of the squared network (:func:`kappa_device`'s pass, returned on the host).
+* :func:`kappa2_fast` -- the W_rec term in matrix form, CORRECTED (see below), evaluated by a
+  recursion over the gap between the two uses of an edge: O(T) matrix products.
+* :func:`kappa_device` -- the core both use: kappa^(1) (and kappa^(2)) as float64 arrays of the
+  active backend, with no host transfer, for the steps at which outputs are scored (what
+  Path-SGD calls every step, :mod:`rnnlab.optim.path_sgd`).
 * :func:`kappa2_paper_matrix_form` -- the W_rec term exactly as printed in Section 4.4, kept only
   for comparison: it does not equal the definition.
 * :func:`kappa_finite_difference` -- central second differences of gamma^2 (with one Richardson
@@ -58,13 +63,18 @@ c (2c - 1) p_i^(2c-2) R = [c + 2 c (c - 1)] p_i^(2c-2) R to kappa_i.
    degenerate cases such as H = 1, T = 3, where each side is one number, are proportional);
    for T <= 2 both vanish. The correct form (:func:`kappa2_fast`) is
    kappa2(W_rec) = 4 W~ . sum_{n=0}^{T-3} [ (W~^n)^T . sum_{s=1}^{T-2-n} delta_{s+n+2} h~_s^T ]
-   with h~_0 = 0 and delta_t = dg/dh~_t.
+   with h~_0 = 0 and delta_t = dg/dh~_t. Regrouped by t = s + n + 2 (the step the second use
+   enters) it is 4 W~ . sum_{t=3}^{T} diag(delta_t) F_{t-2}, with
+   F_m = sum_{s=1}^{m} (W~^{m-s})^T diag(h~_s), i.e. F_1 = diag(h~_1) and
+   F_m = W~^T F_{m-1} + diag(h~_m): the same nonnegative terms, summed in another order, with
+   T - 3 matrix products instead of T^2/2 outer products and T matrix powers.
 5. The sentence after that formula, "W_rec[j,k] = (W_rec[j,k])^2", redefines W_rec where the
    squared matrix W~ is meant.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -153,10 +163,384 @@ def gamma2_squared_network(spec, params, T: int) -> float:
     return float(backend.to_host(y).sum())
 
 
+# ----------------------------------------------------------------------------- the device core
+# kappa^(1) and kappa^(2) from one forward and one backward pass of the squared network, on the
+# active backend in float64, never leaving the device (Path-SGD calls this every step). With
+# p~ >= 0 and all-ones inputs every value is >= 0, so the ReLUs are the identity and the pass is
+# linear: forward h~^i_t = W~^i_in h~^{i-1}_t + W~^i_rec h~^i_{t-1} + b~^i (h~^0_t = 1,
+# h~^i_0 = 0), backward delta^i_t = dg/dh~^i_t with g = sum_t w_t 1^T y~_t for per-step output
+# weights w (1 at the steps that are scored, 0 elsewhere). Rows are time steps. Each layer's
+# forward and backward is one linear recursion x_t = x_{t-1} M + u_t over the T rows, the input
+# terms u_t of all steps coming from one product; :func:`_linear_scan` solves it by cyclic
+# reduction (log depth, matrix-matrix products, the powers W~^(2^l) shared by the layer's two
+# passes), stopping at the depth where the rest is cheaper as the former step-by-step loop of
+# vector-matrix products (:func:`_scan_levels`: on CuPy the full depth; on NumPy 2-3 levels at
+# H <= 100, none at H = 256, T = 50, where one H^3 product costs as much as ~50 steps).
+
+def _device_squares(spec, params) -> dict:
+    """p~ = p * p as new float64 arrays of the active backend, keyed like spec.param_shapes().
+
+    ``params``: a dict of arrays of the active backend (read, not modified; any float dtype), or
+    anything :func:`rnnlab.params.host_vector` takes (host dicts, flat vectors), moved once."""
+    xp = backend.get_xp()
+    shapes = spec.param_shapes()
+    on_device = (isinstance(params, dict) and list(params) == list(shapes)
+                 and all(type(params[k]) is xp.ndarray and tuple(params[k].shape) == shapes[k]
+                         for k in shapes))
+    if not on_device:
+        params = {k: backend.to_device(v)
+                  for k, v in unflatten(host_vector(params, spec), spec, host=True).items()}
+    out = {}
+    for k in shapes:
+        a = params[k].astype(xp.float64)      # a copy, squared in place
+        out[k] = xp.multiply(a, a, out=a)
+    return out
+
+
+def _step_weights_mode(spec, T, step_weights):
+    """``"last"`` (only step T scores), ``"every"`` (every step) or a (T,) float64 device array
+    of per-step weights."""
+    if step_weights is None:
+        return "last" if spec.outputs == "last" else "every"
+    if isinstance(step_weights, str):
+        if step_weights not in ("last", "every"):
+            raise ConfigError(f"step_weights must be 'last', 'every' or a (T,) array; got "
+                              f"{step_weights!r}")
+        return step_weights
+    xp = backend.get_xp()
+    w = xp.asarray(step_weights, dtype=xp.float64)
+    if tuple(w.shape) != (T,):
+        raise ConfigError(f"step_weights must have shape ({T},) (one weight per step); got "
+                          f"{tuple(w.shape)}")
+    return w
+
+
+def _affine_krylov_rows(m, c, n, *, reverse=False):
+    """Rows z_0 = 0, z_{k+1} = z_k @ m + c for k < n, as an (n + 1, H) view (z_k in row k; in
+    row n - k with ``reverse``). One vector-matrix product per row: [z, 1] @ [[m, 0], [c, 1]]."""
+    xp = backend.get_xp()
+    H = m.shape[0]
+    aug = xp.zeros((H + 1, H + 1))
+    aug[:H, :H] = m
+    aug[H, :H] = c
+    aug[H, H] = 1.0
+    z = xp.empty((n + 1, H + 1))
+    start = n if reverse else 0
+    z[start] = 0.0
+    z[start, H] = 1.0
+    rows = list(z) if not reverse else list(z)[::-1]
+    dot = xp.dot   # on a vector, NumPy's dot has less overhead than matmul (1.9 vs 2.3-2.9 us)
+    for prev, nxt in zip(rows[:-1], rows[1:]):
+        dot(prev, aug, out=nxt)
+    return z[:, :H]
+
+
+def _accumulate_rows(rows, m, *, reverse=False):
+    """rows[k + 1] += rows[k] @ m in order (rows[k - 1] += rows[k] @ m from the end with
+    ``reverse``), in place: a linear recursion driven by what the rows already hold."""
+    xp = backend.get_xp()
+    dot, add = xp.dot, xp.add
+    views = list(rows)[::-1] if reverse else list(rows)
+    buf = xp.empty(rows.shape[1])
+    for prev, nxt in zip(views[:-1], views[1:]):
+        dot(prev, m, out=buf)
+        add(nxt, buf, out=nxt)
+
+
+class _Powers:
+    """W, W^2, W^4, ... of one (H, H) matrix, squared only when first asked for, shared by the
+    recursions with M = W and with M = W^T (these get transposed views): ``get(l)`` is
+    W^(2^l). A layer's forward (M = W~_rec^T) and backward (M = W~_rec) share one."""
+
+    def __init__(self, w):
+        self._p = [w]
+
+    def get(self, level: int, transpose: bool = False):
+        p = self._p
+        while len(p) <= level:
+            p.append(p[-1] @ p[-1])
+        return p[level].T if transpose else p[level]
+
+
+#: Rough costs in microseconds, by backend: ``step`` (the call overhead of one step of the
+#: step-by-step loop), ``level`` (the call overhead of one level of a scan, its four products and
+#: adds), ``square`` (the call overhead of a product of two matrices), and per multiply-add in a
+#: matrix-matrix (``mac_gemm``) and a vector-matrix (``mac_gemv``) product. Measured on the
+#: 2-core Xeon of benchmarks/KAPPA.md with OpenBLAS (H = 100: an H^3 product 25-45 us, a step
+#: 2.2 us; H = 256: 0.5-0.6 ms and 10 us). The CuPy row is an assumption, not a measurement
+#: (each call about one kernel launch, products nearly free at these sizes): it picks the full
+#: depth. They only choose the depth of :func:`_linear_scan`, never its result.
+_SCAN_COSTS = {"numpy": {"step": 1.0, "level": 10.0, "square": 2.0, "mac_gemm": 4.0e-5,
+                         "mac_gemv": 1.3e-4},
+               "cupy": {"step": 10.0, "level": 40.0, "square": 10.0, "mac_gemm": 2.0e-8,
+                        "mac_gemv": 2.0e-7}}
+
+
+def _scan_levels(n: int, H: int, chains: int = 2) -> int:
+    """The depth L of :func:`_linear_scan` that costs least by :data:`_SCAN_COSTS` for ``chains``
+    recursions of n steps sharing one (H, H) matrix's powers (a layer's forward and backward):
+    the squarings W^2, ..., plus, per recursion, the sweeps of L levels (about n H^2
+    multiply-adds in matrix-matrix products) and n / 2^L - 1 vector-matrix steps at the bottom.
+    0 is the step-by-step loop. (Memoised per backend and shape.)"""
+    return _scan_levels_for(int(n), int(H), int(chains), backend.backend_name())
+
+
+@functools.lru_cache(maxsize=512)
+def _scan_levels_for(n, H, chains, name):
+    c = _SCAN_COSTS.get(name, _SCAN_COSTS["numpy"])
+
+    def cost(L):
+        bottom = (n >> L) - 1                        # steps left at level L
+        squarings = (L - 1 + (bottom > 0)) if L else 0
+        sweeps = sum(c["level"] + c["mac_gemm"] * H * H * ((n >> l) - 1) for l in range(L))
+        steps = bottom * (c["step"] + c["mac_gemv"] * H * H)
+        return squarings * (c["square"] + c["mac_gemm"] * H ** 3) + chains * (sweeps + steps)
+
+    return min(range(max(n, 1).bit_length()), key=cost)   # n >> L >= 1; ties: the shallower
+
+
+def _linear_scan(x, powers: _Powers, *, transpose: bool = False, reverse: bool = False,
+                 kind: str = "rows", u=None, levels=None):
+    """Every state of the linear recursion x_t = x_{t-1} M + u_t (t = 0..n-1, x_{-1} = 0; with
+    ``reverse`` x_t = x_{t+1} M + u_t, x_n = 0), in place in ``x``, by cyclic reduction.
+
+    Shapes: ``x`` (n, H), row t = x_t (a view is fine); M (H, H) is ``powers.get(0)`` (W), or
+    its transpose with ``transpose``. The inputs: ``kind="rows"``: u_t is row t of ``x`` on
+    entry; ``"constant"``: u_t = ``u`` ((H,)) at every step; ``"first"``: u = ``u`` at the first
+    step of the recursion (t = 0, or t = n - 1 with ``reverse``) and 0 elsewhere (x's entries
+    are then ignored). Returns ``x``.
+
+    Math (forward; reverse is the same on the reversed order): pairing step 2i + 1 with 2i,
+    x_{2i+1} = x_{2i-1} M^2 + (u_{2i} M + u_{2i+1}): a recursion of the same form over the odd
+    steps with M^2 and inputs u'_i = u_{2i} M + u_{2i+1} (one product for all i). Solved
+    recursively (level l: n >> l steps, M^(2^l)), then x_{2i} = x_{2i-1} M + u_{2i} fills the
+    even steps of each level (one product). ``levels`` (default :func:`_scan_levels`) stops the
+    halving after L levels and solves the n >> L steps left one vector-matrix product each
+    (L = 0: the plain loop). Every x_t is sum_{j <= t} u_{t-j} M^j, the same nonnegative terms
+    for every L, summed in another order; the powers used are M^(2^l) with 2^l <= n / 2 (each
+    one enters the states), so the scan overflows only where the states do. Cost: L products
+    of H x H matrices (shared through ``powers``) and, per level, two products of about
+    n / 2^(l+1) rows by H x H: O(n H^2 + L H^3) work in depth O(L + n / 2^L).
+    """
+    xp = backend.get_xp()
+    n = x.shape[0]
+    if levels is None:
+        levels = _scan_levels(n, x.shape[1], 1)
+    L = max(0, min(int(levels), n.bit_length() - 1))   # n >> L >= 1
+    vec = None if kind == "rows" else u
+    vecs = []                                          # the level inputs of "constant"/"first"
+
+    def view(l):
+        """Level l's n >> l steps as an ascending view of x (positive strides either way)."""
+        s, n_l = 1 << l, n >> l
+        return x[n - n_l * s::s] if reverse else x[s - 1::s]
+
+    def pairs(n_l, down):
+        """(targets, sources) slices of a level's view: targets the odd steps (up-sweep) or
+        the even steps after the first (down-sweep), each with the step before it."""
+        if not down:
+            m = n_l // 2
+            return ((slice(n_l - 2 * m, n_l - 1, 2), slice(n_l - 2 * m + 1, n_l, 2)) if reverse
+                    else (slice(1, 2 * m, 2), slice(0, 2 * m, 2)))
+        c = (n_l - 1) // 2
+        return ((slice(n_l - 1 - 2 * c, n_l - 2, 2), slice(n_l - 2 * c, n_l - 1, 2)) if reverse
+                else (slice(2, 2 * c + 1, 2), slice(1, 2 * c, 2)))
+
+    matmul, add = xp.matmul, xp.add
+    for l in range(L):                                 # up-sweep: the odd steps' inputs
+        p, v = powers.get(l, transpose), view(l)
+        if vec is None:
+            tgt, src = pairs(v.shape[0], False)
+            add(v[tgt], matmul(v[src], p), out=v[tgt])
+        else:
+            vecs.append(vec)
+            vec = vec @ p + vec if kind == "constant" else vec @ p
+    v, first = view(L), (-1 if reverse else 0)
+    if v.shape[0] > 1:                                 # the bottom, step by step
+        p = powers.get(L, transpose)
+        if kind == "rows":
+            _accumulate_rows(v, p, reverse=reverse)
+        elif kind == "constant":
+            z = _affine_krylov_rows(p, vec, v.shape[0], reverse=reverse)
+            v[...] = z[:-1] if reverse else z[1:]
+        else:
+            rows, dot = (list(v)[::-1] if reverse else list(v)), xp.dot
+            rows[0][...] = vec
+            for prev, nxt in zip(rows[:-1], rows[1:]):
+                dot(prev, p, out=nxt)
+    elif vec is not None:
+        v[first] = vec
+    for l in range(L - 1, -1, -1):                     # down-sweep: the even steps
+        p, v = powers.get(l, transpose), view(l)
+        tgt, src = pairs(v.shape[0], True)
+        if vec is None:
+            if v[tgt].shape[0]:
+                add(v[tgt], matmul(v[src], p), out=v[tgt])
+            continue
+        a = vecs[l]
+        if v[tgt].shape[0]:
+            prod = matmul(v[src], p)
+            if kind == "constant":
+                add(prod, a, out=v[tgt])
+            else:
+                v[tgt] = prod
+        v[first] = a
+    return x
+
+
+def _squared_pass_device(spec, sq, T, mode):
+    """Forward and backward of g on the squared network (device arrays, float64), h~_0 = 0.
+
+    Returns ``h``: d arrays (T + 1, H_i), rows h~^i_0 = 0, ..., h~^i_T; ``delta``: d arrays
+    (T, H_i), row t - 1 = delta^i_t; ``w_top``: (H_d,) sum_t w_t h~^d_t; ``n_scored``: sum_t w_t
+    (a float, or a device scalar for array weights). Each recursion is a :func:`_linear_scan`,
+    the forward with M = W~_rec^T, the backward with M = W~_rec, both of one layer at the depth
+    :func:`_scan_levels` picks for the two, sharing the powers of W~_rec."""
+    xp = backend.get_xp()
+    powers = [_Powers(sq[f"layer{i}.W_rec"]) for i in range(1, spec.layers + 1)]
+    depth = [_scan_levels(T, width) for width in spec.hidden]
+    h, below = [], None
+    for i, width in enumerate(spec.hidden, start=1):
+        b = sq.get(f"layer{i}.b")
+        hi = xp.empty((T + 1, width))
+        hi[0] = 0.0
+        if i == 1:   # constant input: u = W~_in 1 + b~
+            c = sq["layer1.W_in"].sum(axis=1)
+            if b is not None:
+                c += b
+            _linear_scan(hi[1:], powers[0], transpose=True, kind="constant", u=c,
+                         levels=depth[0])
+        else:
+            xp.matmul(below[1:], sq[f"layer{i}.W_in"].T, out=hi[1:])
+            if b is not None:
+                hi[1:] += b
+            _linear_scan(hi[1:], powers[i - 1], transpose=True, levels=depth[i - 1])
+        h.append(hi)
+        below = hi
+    u = sq["out.W"].sum(axis=0)          # W~_out^T 1
+    top = spec.layers
+    d = xp.empty((T, u.shape[0]))
+    if isinstance(mode, str) and mode == "last":
+        _linear_scan(d, powers[-1], reverse=True, kind="first", u=u, levels=depth[-1])
+        w_top, n_scored = h[-1][T].copy(), 1.0
+    elif isinstance(mode, str):         # every
+        _linear_scan(d, powers[-1], reverse=True, kind="constant", u=u, levels=depth[-1])
+        w_top, n_scored = h[-1][1:].sum(axis=0), float(T)
+    else:
+        xp.multiply(mode[:, None], u[None, :], out=d)
+        _linear_scan(d, powers[-1], reverse=True, levels=depth[-1])
+        w_top, n_scored = mode @ h[-1][1:], mode.sum()
+    delta = [None] * top
+    delta[top - 1] = d
+    for i in range(top - 1, 0, -1):
+        d = delta[i] @ sq[f"layer{i + 1}.W_in"]
+        _linear_scan(d, powers[i - 1], reverse=True, levels=depth[i - 1])
+        delta[i - 1] = d
+    return h, delta, w_top, n_scored
+
+
+def _kappa1_from_pass(spec, sq, h, delta, w_top, n_scored) -> dict:
+    """kappa^(1) = grad_{p~} g from the pass (Theorem 3 (path-sgd)), device arrays by name."""
+    xp = backend.get_xp()
+    k = {}
+    for i in range(1, spec.layers + 1):
+        d, hi = delta[i - 1], h[i - 1]
+        d_sum = d.sum(axis=0)
+        if i == 1:   # the input is all ones: every column of W_in^1 gets sum_t delta_t
+            k["layer1.W_in"] = d_sum[:, None] * xp.ones((1, spec.n_in))
+        else:
+            k[f"layer{i}.W_in"] = d.T @ h[i - 2][1:]
+        k[f"layer{i}.W_rec"] = d.T @ hi[:-1]
+        if spec.bias:
+            k[f"layer{i}.b"] = d_sum
+    k["out.W"] = xp.ones((spec.n_out, 1)) * w_top[None, :]
+    if spec.bias:
+        k["out.b"] = xp.ones(spec.n_out) * n_scored
+    return {name: k[name] for name in spec.param_shapes()}
+
+
+def _kappa2_rec_device(w, h, d, *, lag: int = 2, first: int = 1, factor: float = 4.0):
+    """kappa^(2)(W_rec) of one layer in matrix form, device float64 (module docstring, item 4):
+
+    factor W~ . sum_t diag(delta_t) F_{t-lag},   F_m = sum_{s=first}^{m} (W~^{m-s})^T diag(h~_s),
+
+    accumulated as F_first = diag(h~_first), F_m = W~^T F_{m-1} + diag(h~_m): T - lag - first
+    products of H x H matrices. (F_m[j, k] = sum_s W~^{m-s}[k, j] h~_s[k]: from unit k at step s
+    through the edge k -> j, back to k after m - s more steps.) lag 2, first 1, factor 4 is the
+    corrected kappa^(2); the Section 4.4 form as printed is lag 1, first 2, factor 1, and its
+    h_{t2-1} reading lag 2, first 1, factor 1. ``w`` : (H, H) W~; ``h`` : (T + 1, H);
+    ``d`` : (T, H) with row t - 1 = delta_t."""
+    xp = backend.get_xp()
+    T, H = d.shape
+    out = xp.zeros((H, H))
+    if T < first + lag:
+        return out
+    w_t = xp.ascontiguousarray(w.T)
+    f, f_next, tmp = xp.zeros((H, H)), xp.empty((H, H)), xp.empty((H, H))
+    f.reshape(-1)[::H + 1] = h[first]
+    matmul, multiply, add = xp.matmul, xp.multiply, xp.add
+    for m in range(first, T - lag + 1):          # F_m meets delta_{m+lag} (row m + lag - 1)
+        if m > first:
+            matmul(w_t, f, out=f_next)
+            f, f_next = f_next, f
+            f.reshape(-1)[::H + 1] += h[m]
+        multiply(d[m + lag - 1][:, None], f, out=tmp)
+        add(out, tmp, out=out)
+    out *= w
+    if factor != 1.0:
+        out *= factor
+    return out
+
+
+def kappa_device(spec, params, T: int, *, second_term: bool = True, step_weights=None) -> dict:
+    """kappa (``path-sgd-relu-rnn.md`` Eq. (8), by the fast formulas) as float64 arrays of the
+    active backend: the core of :func:`kappa1_fast`, :func:`kappa2_fast` and Path-SGD. Nothing is
+    moved to the host (on CuPy the whole computation is queued on the device).
+
+    Parameters
+    ----------
+    spec : ElmanSpec or a model, activation relu or identity
+    params : dict of arrays of the active backend (any float dtype; not modified), or a host
+        dict / flat vector (moved to the device once)
+    T : int >= 1
+        The unroll length (under truncated BPTT, the chunk's).
+    second_term : bool
+        Add the corrected kappa^(2) of W_rec (cost O(T H^3) per layer, against O(T H^2) for
+        kappa^(1)); ``False`` gives the kappa^(1)-only variant the paper trains with (Sec. 5.1).
+    step_weights : None, "last", "every", or (T,) array
+        The steps whose outputs are summed into g (the steps the loss scores): None follows
+        ``spec.outputs`` ("last": step T only; "every" and "masked": every step, as
+        :func:`kappa1_fast`); an array gives each step's weight (e.g. 1 where a mask scores
+        anything at that step, 0 elsewhere), on the device, so no host round trip is needed.
+
+    Returns
+    -------
+    dict keyed by parameter name (the keys and order of ``spec.param_shapes()``) of new float64
+    arrays of the active backend (the caller may overwrite them).
+    """
+    spec = require_elman(spec, activations=_PH, what=f"kappa_device ({_SQUARED})")
+    T = _check_T(T)
+    mode = _step_weights_mode(spec, T, step_weights)
+    sq = _device_squares(spec, params)
+    h, delta, w_top, n_scored = _squared_pass_device(spec, sq, T, mode)
+    k = _kappa1_from_pass(spec, sq, h, delta, w_top, n_scored)
+    if second_term:
+        for i in range(1, spec.layers + 1):
+            name = f"layer{i}.W_rec"
+            k[name] += _kappa2_rec_device(sq[name], h[i - 1], delta[i - 1])
+    return k
+
+
+def _to_host_dict(spec, k) -> dict:
+    return {name: np.asarray(backend.to_host(k[name]), dtype=np.float64)
+            for name in spec.param_shapes()}
+
+
 # ----------------------------------------------------------------------------- the squared pass
 def squared_network_pass(spec, params, T: int):
-    """Forward and backward of g on the squared network, written out (independent of
-    :class:`ElmanRNN`), for the matrix forms of kappa^(2).
+    """Forward and backward of g on the squared network (the pass of :func:`kappa_device`, the
+    steps of ``spec.outputs`` scored: "last" only step T, "every" and "masked" every step), as
+    host arrays, for the matrix forms of kappa^(2).
 
     Returns
     -------
@@ -166,71 +550,43 @@ def squared_network_pass(spec, params, T: int):
         delta^i_t = dg / dh~^i_t for t = 1..T (rows 0 and T + 1 are zero).
     """
     spec = require_elman(spec, activations=_PH, what=f"squared_network_pass ({_SQUARED})")
-    _check_T(T)
-    sq = squared_params(spec, params)
-    d, widths = spec.layers, spec.hidden
-    out_steps = set(range(1, T + 1)) if spec.outputs != "last" else {T}
-    h, below = [], np.ones((T + 1, spec.n_in))
-    for i in range(1, d + 1):
-        hi = np.zeros((T + 1, widths[i - 1]))
-        for t in range(1, T + 1):
-            hi[t] = sq[f"layer{i}.W_in"] @ below[t] + sq[f"layer{i}.W_rec"] @ hi[t - 1]
-            if spec.bias:
-                hi[t] += sq[f"layer{i}.b"]
-        h.append(hi)
-        below = hi
-    delta = [np.zeros((T + 2, w)) for w in widths]
-    top_in = sq["out.W"].T @ np.ones(spec.n_out)
-    for i in range(d, 0, -1):
-        w_rec = sq[f"layer{i}.W_rec"]
-        for t in range(T, 0, -1):
-            g = w_rec.T @ delta[i - 1][t + 1]
-            if i == d:
-                if t in out_steps:
-                    g += top_in
-            else:
-                g += sq[f"layer{i + 1}.W_in"].T @ delta[i][t]
-            delta[i - 1][t] = g
-    return h, delta
+    T = _check_T(T)
+    sq = _device_squares(spec, params)
+    h, delta, _, _ = _squared_pass_device(spec, sq, T, _step_weights_mode(spec, T, None))
+    h = [np.array(backend.to_host(a), dtype=np.float64) for a in h]
+    padded = []
+    for d in delta:
+        p = np.zeros((T + 2, d.shape[1]))
+        p[1:T + 1] = backend.to_host(d)
+        padded.append(p)
+    return h, padded
 
 
 # ----------------------------------------------------------------------------- kappa
 def kappa1_fast(spec, params, T: int) -> dict:
     """kappa^(1) = grad_{p~} g(1) (``path-sgd-relu-rnn.md`` Theorem 3 and Lemma 1 Eq. (9)):
-    one forward and one backward pass of the squared network on the all-ones input through
-    :meth:`ElmanRNN.forward` / :meth:`ElmanRNN.backward` (dg/dy = 1 at every emitted output).
+    one forward and one backward pass of the squared network on the all-ones input
+    (dg/dy = 1 at every emitted output), computed on the active backend by
+    :func:`kappa_device` and copied to the host.
 
     Returns a dict keyed by parameter name (float64 host arrays of each parameter's shape)."""
     spec = require_elman(spec, activations=_PH, what=f"kappa1_fast ({_SQUARED})")
-    model, dev = _model(spec, squared_params(spec, params))
-    y, cache = model.forward(dev, _ones_input(spec, _check_T(T)))
+    return _to_host_dict(spec, kappa_device(spec, params, T, second_term=False))
+
+
+def _rec_term(spec, params, T, *, lag, first, factor) -> dict:
+    """A matrix form of kappa^(2) (:func:`_kappa2_rec_device`) for every layer's W_rec, zero for
+    the other parameters, as a dict of float64 host arrays."""
+    T = _check_T(T)
+    sq = _device_squares(spec, params)
+    h, delta, _, _ = _squared_pass_device(spec, sq, T, _step_weights_mode(spec, T, None))
     xp = backend.get_xp()
-    grads, _ = model.backward(dev, xp.ones_like(y), cache)
-    return {k: np.asarray(backend.to_host(grads[k]), dtype=np.float64)
-            for k in spec.param_shapes()}
-
-
-def _rec_term(spec, params, T, form: str) -> dict:
-    h, delta = squared_network_pass(spec, params, T)
-    sq = squared_params(spec, params)
-    out = {k: np.zeros_like(v) for k, v in sq.items()}
+    k = {name: xp.zeros(shape) for name, shape in spec.param_shapes().items()}
     for i in range(1, spec.layers + 1):
-        w = sq[f"layer{i}.W_rec"]
-        hi, di = h[i - 1], delta[i - 1]
-        total = np.zeros_like(w)
-        power = np.eye(w.shape[0])
-        for n in range(0, T - 2):                                  # n = t1 = 0..T-3
-            if form == "corrected":   # first use s -> s+1, second s+n+1 -> s+n+2
-                inner = sum((np.outer(di[s + n + 2], hi[s]) for s in range(1, T - 1 - n)),
-                            np.zeros_like(w))
-            else:                     # as printed: t2 = 2..T-t1-1, dg/dh_{t1+t2+1} h_{t2}^T
-                lag = 1 if form == "paper_shifted" else 0   # h_{t2-1} in place of h_{t2}
-                inner = sum((np.outer(di[n + t2 + 1], hi[t2 - lag]) for t2 in range(2, T - n)),
-                            np.zeros_like(w))
-            total += power.T * inner
-            power = power @ w
-        out[f"layer{i}.W_rec"] = (4.0 if form == "corrected" else 1.0) * w * total
-    return out
+        name = f"layer{i}.W_rec"
+        k[name] = _kappa2_rec_device(sq[name], h[i - 1], delta[i - 1], lag=lag, first=first,
+                                     factor=factor)
+    return _to_host_dict(spec, k)
 
 
 def kappa2_fast(spec, params, T: int) -> dict:
@@ -242,10 +598,15 @@ def kappa2_fast(spec, params, T: int) -> dict:
     that uses the edge k -> j at s -> s+1 and again at s+n+1 -> s+n+2 is counted once per
     position-ordered pair; each path with c uses has c (c-1) / 2 such pairs while
     1/2 d^2/dp^2 needs 2 c (c-1): hence the 4 (see the module docstring, items 2-4).
-    Cost O(d T^2 H^2 + d T H^3). Returns a dict keyed by parameter name.
+
+    Evaluated as 4 W~ . sum_{t=3}^{T} diag(delta_t) F_{t-2} with F_1 = diag(h~_1),
+    F_m = W~^T F_{m-1} + diag(h~_m) (module docstring, item 4): T - 3 products of H x H matrices
+    per layer, O(d T H^3), on the active backend; the same nonnegative terms as the double sum,
+    so equal to it up to float64 round-off. Returns a dict keyed by parameter name (float64 host
+    arrays).
     """
     spec = require_elman(spec, activations=_PH, what=f"kappa2_fast ({_SQUARED})")
-    return _rec_term(spec, params, T, "corrected")
+    return _rec_term(spec, params, T, lag=2, first=1, factor=4.0)
 
 
 def kappa2_paper_matrix_form(spec, params, T: int, *, shift_h: bool = False) -> dict:
@@ -255,12 +616,16 @@ def kappa2_paper_matrix_form(spec, params, T: int, *, shift_h: bool = False) -> 
 
     It is NOT 1/2 d^2 gamma^2 / dp^2 - kappa^(1): it lacks a factor 4 and pairs each h_{t2} with
     the gradient one step too early (module docstring, item 4). With h_{t2} read as h_{t2-1} it
-    is exactly kappa2_fast / 4; ``shift_h=True`` computes that reading. Returns a dict keyed by
-    parameter name.
+    is exactly kappa2_fast / 4; ``shift_h=True`` computes that reading. The printed terms are
+    summed in another order (pairs (t1, t2) grouped by the gradient's step t1 + t2 + 1, as in
+    :func:`kappa2_fast`: lag 1 from h_{t2}, t2 >= 2), O(T H^3) instead of O(T^2 H^2) outer
+    products. Returns a dict keyed by parameter name.
     """
     spec = require_elman(spec, activations=_PH,
                          what=f"kappa2_paper_matrix_form ({_SQUARED})")
-    return _rec_term(spec, params, T, "paper_shifted" if shift_h else "paper")
+    if shift_h:                  # s = t2 - 1 >= 1 meets delta_{s+t1+2}: lag 2
+        return _rec_term(spec, params, T, lag=2, first=1, factor=1.0)
+    return _rec_term(spec, params, T, lag=1, first=2, factor=1.0)   # s = t2 >= 2, lag 1
 
 
 def kappa(spec, params, T: int, *, second_term: bool = True) -> dict:
@@ -268,16 +633,13 @@ def kappa(spec, params, T: int, *, second_term: bool = True) -> dict:
     parameter, by the fast formulas: kappa^(1) (Theorem 3 (path-sgd), one squared-network
     backward pass) plus, with ``second_term``, the corrected kappa^(2) (:func:`kappa2_fast`).
     ``second_term=False`` gives the kappa^(1)-only variant the paper trains with (Section 5.1).
+    Computed on the active backend by :func:`kappa_device` (one squared pass for both terms).
 
     Returns a dict keyed by parameter name: the keys of ``spec.param_shapes()``, float64 host
     arrays of each parameter's shape.
     """
     spec = require_elman(spec, activations=_PH, what=f"kappa ({_SQUARED})")
-    k1 = kappa1_fast(spec, params, T)
-    if not second_term:
-        return k1
-    k2 = kappa2_fast(spec, params, T)
-    return {k: k1[k] + k2[k] for k in k1}
+    return _to_host_dict(spec, kappa_device(spec, params, T, second_term=second_term))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -432,5 +794,5 @@ def kappa_ratio(spec, params, T: int) -> float:
 __all__ = ["KappaParts", "gamma2_enumeration", "gamma2_from_counts", "gamma2_recursion",
            "gamma2_squared_network", "kappa", "kappa1_fast", "kappa2_fast",
            "kappa2_lemma1_literal", "kappa2_paper_matrix_form", "kappa2_theorem3_literal",
-           "kappa_enumeration", "kappa_finite_difference", "kappa_ratio",
+           "kappa_device", "kappa_enumeration", "kappa_finite_difference", "kappa_ratio",
            "squared_network_pass", "squared_params"]
