@@ -236,10 +236,25 @@ def check_gradients(loss_fn, params: dict, grads: dict, eps: float = 1e-5,
                 d2_half = f_plus_half - 2 * f0 + f_minus_half
                 numeric_half = (f_plus_half - f_minus_half) / eps
                 # smooth: d2_half = d2 / 4, and the two central differences agree to
-                # O(eps^2) up to round-off (~ulp * L / eps); a kink breaks one or both
-                if (abs(4 * d2_half - d2) > 0.2 * abs(d2)
-                        or abs(numeric - numeric_half) > max(kink_tol * denominator,
-                                                             30 * ulp / eps)):
+                # O(eps^2) up to round-off (~ulp * L / eps); a kink breaks one or both. Near
+                # an inflection (f'' ~ 0) a smooth d2 is its eps^4 term and scales by 16, not
+                # 4; a kink's d2 scales by about 2 (or not at all), never by 16.
+                quartic = abs(16 * d2_half - d2) <= 0.2 * abs(d2)
+                bent = abs(4 * d2_half - d2) > 0.2 * abs(d2) and not quartic
+                jump = abs(numeric - numeric_half) > max(kink_tol * denominator,
+                                                         30 * ulp / eps)
+                if jump and not bent:
+                    # a large third derivative also separates the two central differences
+                    # (by f3 eps^2 / 8); smooth, that gap shrinks 4-fold again at eps / 4,
+                    # while across a kink it does not
+                    f_plus_q = loss_at(name, hosts[name], index, eps / 4)
+                    f_minus_q = loss_at(name, hosts[name], index, -eps / 4)
+                    if _finite(f_plus_q, f_minus_q):
+                        numeric_q = (f_plus_q - f_minus_q) / (eps / 2)
+                        gap, gap_half = numeric - numeric_half, numeric_half - numeric_q
+                        # round-off: numeric_half and numeric_q carry up to ~2 and ~4 ulp/eps
+                        jump = abs(gap - 4 * gap_half) > 0.25 * abs(gap) + 24 * ulp / eps
+                if bent or jump:
                     n_kinks += 1
                     continue
             worst = max(worst, abs(analytic - numeric) / denominator)

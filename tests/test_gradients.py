@@ -411,3 +411,14 @@ def test_weak_relu_kinks_in_a_long_irnn_are_detected_not_misjudged():
     # and a 0.1 % error in one parameter's gradient is still caught
     wrong = dict(grads, **{"layer1.W_rec": grads["layer1.W_rec"] * 1.001})
     assert gradcheck.check_gradients(loss_fn, model.params, wrong).max_error > 1e-4
+
+
+def test_a_large_third_derivative_is_not_taken_for_a_kink():
+    """Regression: a tanh network (no kinks) whose layer-3 W_rec[0, 3] has f''' ~ 30, so its
+    central differences at eps and eps / 2 differ by f''' eps^2 / 8 ~ 4e-10, above the jump
+    threshold; the check at eps / 4 (the gap shrinks 4-fold, as smooth functions do) must clear
+    it. Found by the hypothesis property above."""
+    arch = {"n_in": 2, "hidden": (5, 5, 5), "n_out": 2, "activation": "tanh", "bias": False,
+            "outputs": "masked"}
+    report = _check_params(arch, 1, 3, 7919, "mse", True, tol="roundoff")
+    assert sum(report.kinks.values()) == 0
