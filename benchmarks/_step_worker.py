@@ -59,7 +59,11 @@ class RnnlabEngine:
             self.opt = SGD(lr=TIMING_LR)
         else:  # another registered optimizer, through the trainer (which supplies its needs)
             from rnnlab.optim import make_optimizer
-            self.opt = make_optimizer(optimizer, lr=TIMING_LR)
+            # Path-SGD's rate is in path units (g / kappa is ~1e8 larger than g here), and
+            # G-SGD's first step sets the skeleton weights to 1 (large outputs at T = 784):
+            # both scaled down so that their timed steps stay finite like SGD's
+            lr = TIMING_LR * (1e-4 if optimizer in ("path-sgd", "gsgd") else 1.0)
+            self.opt = make_optimizer(optimizer, lr=lr)
             path = "trainer"
         self.step = self._core_step if path == "core" else self._trainer_step(objective)
 

@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 
+from .argtypes import int_at_least
 from .errors import ConfigError, RnnlabError
 
 _RESERVED = {"config", "set", "out", "resume", "progress", "help"}
@@ -34,19 +35,6 @@ class _Parser(argparse.ArgumentParser):
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """The options epilog printed as written (each flag's help states its default)."""
-
-
-def _int_at_least(minimum):
-    def convert(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}; got {text!r}")
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}; got {value}")
-        return value
-    convert.__name__ = f"integer >= {minimum}"
-    return convert
 
 
 def _declared_options():
@@ -144,9 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="activations: IRNN vs tanh RNN under Adam (default); optimizers: the "
                         "IRNN under SGD, Path-SGD and G-SGD")
     p.add_argument("--out", default="runs", help="folder for the demo's runs and figure")
-    p.add_argument("--steps", type=_int_at_least(1), default=None,
+    p.add_argument("--steps", type=int_at_least(1), default=None,
                    help="training steps per model (default: the demo's own)")
-    p.add_argument("--seed", type=_int_at_least(0), default=0)
+    p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
 
     from .paths.verify_cli import add_verify_arguments

@@ -54,6 +54,7 @@ import time
 import numpy as np  # already loaded by ``import rnnlab``; the heavy imports are deferred
 
 from ..errors import ConfigError, SinkError
+from ..argtypes import int_at_least
 
 DEFAULT_T = (10, 20, 50, 100)
 DEFAULT_H = (10, 25, 50, 100, 200)   # 200: the width of the Fig. 2 ablation
@@ -403,19 +404,6 @@ def _int_list(minimum: int):
     return convert
 
 
-def _int_at_least(minimum: int):
-    def convert(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}; got {text!r}")
-        return value
-    convert.__name__ = f"integer >= {minimum}"
-    return convert
-
-
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -446,9 +434,9 @@ def add_kappa_table_arguments(parser: argparse.ArgumentParser) -> argparse.Argum
     parser.add_argument("--norm", choices=NORMS, default="all",
                         help="norms over all parameters (default; the paper's ||kappa||_2) or "
                              "over W_rec only, in the table and figure (the CSV has both)")
-    parser.add_argument("--n-in", type=_int_at_least(1), default=PTB_VOCAB,
+    parser.add_argument("--n-in", type=int_at_least(1), default=PTB_VOCAB,
                         help="input size (default 10000, the PTB vocabulary of Fig. 2)")
-    parser.add_argument("--n-out", type=_int_at_least(1), default=PTB_VOCAB,
+    parser.add_argument("--n-out", type=int_at_least(1), default=PTB_VOCAB,
                         help="output size (default 10000)")
     parser.add_argument("--bias", choices=BIAS_MODES, default="uniform",
                         help="biases drawn like the weights (default), zero, or none")

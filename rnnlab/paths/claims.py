@@ -154,8 +154,8 @@ def _enumerated(ctx, case):
             ("kappa", "kappa1", "kappa2", "kappa2_eq10", "kappa2_eq11")}
 
 
-@register_check("kappa^(1) = gradient of g(1) w.r.t. squared params (squared-network pass) = Lemma 1 "
-                "Eq. 9 by enumeration", "path-sgd Theorem 3, Lemma 1 Eq. 9")
+@register_check("kappa^(1) = gradient of g(1) w.r.t. squared params (squared-network pass) = "
+                "Lemma 1 Eq. 9 by enumeration", "path-sgd Theorem 3, Lemma 1 Eq. 9")
 def _check_kappa1(ctx):
     tally = Tally()
     for case in ctx.cases(enumerate_up_to=ctx.max_paths, tally=tally):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..argtypes import int_at_least
 from ..errors import ConfigError
 from .plants import PLANTS
 
@@ -32,36 +33,22 @@ def _int_list(minimum: int):
     return convert
 
 
-def _int_at_least(minimum: int):
-    """An argparse ``type=``: one integer >= ``minimum``."""
-    def convert(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}; got {text!r}")
-        return value
-    convert.__name__ = f"integer >= {minimum}"
-    return convert
-
-
 def add_verify_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``verify`` options to an argparse parser (for the CLI)."""
     parser.add_argument("--layers", type=_int_list(1), default=(1, 2),
                         help="comma-separated layer counts (default 1,2)")
     parser.add_argument("--widths", type=_int_list(1), default=(2, 3),
                         help="comma-separated hidden widths (default 2,3)")
-    parser.add_argument("--T", "-T", type=_int_at_least(1), default=3,
+    parser.add_argument("--T", "-T", type=int_at_least(1), default=3,
                         help="unroll length (default 3)")
     parser.add_argument("--seeds", type=_int_list(0), default=(0,),
                         help="comma-separated seeds >= 0 (default 0)")
-    parser.add_argument("--instances", type=_int_at_least(1), default=2,
+    parser.add_argument("--instances", type=int_at_least(1), default=2,
                         help="parameter draws per architecture and seed (default 2)")
     parser.add_argument("--plant", choices=sorted(PLANTS), default=None,
                         help="inject a known bug; the table must then report FAIL")
     parser.add_argument("--only", default=None, help="run only claims containing this text")
-    parser.add_argument("--max-paths", type=_int_at_least(1), default=1_000_000,
+    parser.add_argument("--max-paths", type=int_at_least(1), default=1_000_000,
                         help="enumeration limit; enumeration claims lower T to fit it")
     parser.add_argument("--no-reduction", action="store_true",
                         help="skip the reduction-graph checks")
