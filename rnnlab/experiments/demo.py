@@ -55,16 +55,17 @@ def demo_configs(steps: int | None = None, seed: int = 0, which: str = "activati
             for label, optimizer in OPTIMIZER_RUNS.items()}
 
 
-def summary_table(results: dict, metric: str, baseline: float) -> str:
-    """A plain-text table of the demo's runs."""
-    header = (f"{'run':<18} {'final ' + metric:>12} {'best ' + metric:>11} "
+def summary_table(results: dict, metric: str, baseline: float, first: str = "model",
+                  width: int = 16) -> str:
+    """A plain-text table of a demo's runs (``first``: the heading of the label column)."""
+    header = (f"{first:<{width}} {'final ' + metric:>12} {'best ' + metric:>11} "
               f"{'first step < ' + str(SOLVED_MSE):>18} {'seconds':>8}")
     lines = [header, "-" * len(header)]
     for label, result in results.items():
         evals = [r for r in result.history if r["kind"] == "eval"]
         best = min(r[metric] for r in evals)
         solved = next((r["step"] for r in evals if r[metric] < SOLVED_MSE), None)
-        lines.append(f"{label:<18} {result.final[metric]:>12.4g} {best:>11.4g} "
+        lines.append(f"{label:<{width}} {result.final[metric]:>12.4g} {best:>11.4g} "
                      f"{'never' if solved is None else solved:>18} {result.seconds:>8.1f}"
                      + ("" if result.status == "finished" else
                         f"  ({result.status} at step {result.step + 1}: {result.reason})"))
@@ -98,7 +99,8 @@ def run_demo(out: str = "runs", steps: int | None = None, seed: int = 0,
     print(f"adding problem, T={c.task['T']}, {c.model['hidden']} hidden units, {rule}"
           f"clip={c.train['clip']}, batch={c.train['batch']}, {c.train['steps']} steps, "
           f"seed={seed}")
-    print(summary_table(results, first.metric, first.baseline))
+    print(summary_table(results, first.metric, first.baseline,
+                        *(("model", 16) if which == "activations" else ("run", 18))))
     name = "adding_irnn_vs_tanh.png" if which == "activations" else "adding_optimizers.png"
     figure = plot_learning_curves({label: r.history for label, r in results.items()},
                                   os.path.join(folder, name), metric=first.metric,
