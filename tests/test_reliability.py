@@ -18,23 +18,14 @@ import zipfile
 import numpy as np
 import pytest
 
-from rnnlab.cli import main
 from rnnlab.config import RunConfig
 from rnnlab.errors import ConfigError, SinkError
 from rnnlab.train import FileSink, MemorySink, checkpoint, run
+from test_cli import run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--T", "6", "--hidden", "4", "--batch", "4", "--eval-every", "3", "--eval-size", "8",
         "--no-progress"]
-
-
-def run_main(capsys, argv):
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line(err: str) -> str:
