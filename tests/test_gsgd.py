@@ -212,23 +212,16 @@ def test_all_basis_path_kinds_are_covered():
 
 
 # ----------------------------------------------------------------------------- planted errors
-def test_planted_unmasked_out_sum_breaks_the_basis_path_check():
-    """2.4 item 2 inside the derived update: S_j gets b_j G_out[skeleton] too."""
-    model = _model(1, bias=False, seed=1)
-    err, tol, _, _ = _basis_step_error(
-        model, lambda p, g, lr: derived_update(p, g, model.spec, lr, ratio_policy="none",
-                                               plant="unmasked_out_sum"), 0.05)
-    assert err.max() > 1e6 * tol
-
-
-def test_planted_grad_over_weight_breaks_the_basis_path_check():
-    """2.4 item 4 inside the derived update: path gradient G / w."""
-    model = _model(1, bias=False, seed=1)
-    err, tol, _, _ = _basis_step_error(
-        model, lambda p, g, lr: derived_update(p, g, model.spec, lr, ratio_policy="none",
-                                               plant="grad_over_weight"), 0.05)
-    assert err.max() > 1e6 * tol
+@pytest.mark.parametrize("plant", ["unmasked_out_sum", "grad_over_weight"])
+def test_planted_errors_break_the_basis_path_check(plant):
+    """2.4 item 2 (S_j gets b_j G_out[skeleton] too) and item 4 (path gradient G / w), each
+    planted inside the derived update."""
     assert set(PLANTS) == {"unmasked_out_sum", "grad_over_weight"}
+    model = _model(1, bias=False, seed=1)
+    err, tol, _, _ = _basis_step_error(
+        model, lambda p, g, lr: derived_update(p, g, model.spec, lr, ratio_policy="none",
+                                               plant=plant), 0.05)
+    assert err.max() > 1e6 * tol
 
 
 # ----------------------------------------------------------------------------- Algorithm 2
