@@ -21,9 +21,9 @@ test-slow: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m rnnlab demo
 
-# PyTorch side by side (CPU build, optional): installs the [compare,bench] extras first.
+# PyTorch side by side (CPU build, optional): installs the [compare] extra first.
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[compare,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[compare]'
 	$(BIN)/python benchmarks/bench_step.py
 
 clean:

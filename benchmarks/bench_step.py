@@ -311,7 +311,7 @@ def main(argv=None) -> int:
               + (f", PyTorch {infos['torch']['torch']} (CPU capability "
                  f"{infos['torch']['torch_cpu_capability']})" if use_torch else ""))
         if ri["threadpools"] is None:
-            print("- NumPy BLAS: unknown (install threadpoolctl, the [bench] extra)")
+            print("- NumPy BLAS: unknown (threadpoolctl missing: pip install threadpoolctl)")
         else:
             for p in ri["threadpools"]:
                 print(f"- rnnlab process thread pool (threadpoolctl): {p['internal_api']} "

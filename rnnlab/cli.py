@@ -1,4 +1,4 @@
-"""Command line: ``python -m rnnlab {train,demo,verify,kappa-table} ...``.
+"""Command line: ``python -m rnnlab {train,sweep,report,compare,demo,verify,kappa-table} ...``.
 
 ``train`` builds a :class:`rnnlab.config.RunConfig` from, in increasing precedence: the defaults
 the registered components declare, a config file (``--config run.toml``; with ``--resume`` and no
@@ -119,11 +119,23 @@ def build_parser() -> argparse.ArgumentParser:
     from .config import options_help
     parser = _Parser(prog="rnnlab", description="Study how recurrent networks train.")
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{train,demo,verify,kappa-table}")
+                                metavar="{train,sweep,report,compare,demo,verify,kappa-table}")
 
     p = sub.add_parser("train", help="train a model on a task", formatter_class=_HelpFormatter,
                        epilog=options_help())
     _add_train_arguments(p)
+
+    from .experiments.sweep_cli import (add_compare_arguments, add_report_arguments,
+                                        add_sweep_arguments)
+    add_sweep_arguments(sub.add_parser(
+        "sweep", help="a grid of runs from a sweep file, on local processes or a Dask "
+                      "cluster; resumable; results in SQLite, report at the end"))
+    add_report_arguments(sub.add_parser(
+        "report", help="tables (markdown, CSV) and learning curves of a sweep folder (also "
+                       "while it runs)"))
+    add_compare_arguments(sub.add_parser(
+        "compare", help="the preset sweep: IRNN on the adding problem under SGD, Path-SGD, "
+                        "G-SGD and Adam, lr {1e-2, 1e-3, 1e-4}, 3 seeds"))
 
     p = sub.add_parser("demo", help="a one-minute comparison: IRNN (ReLU) vs tanh RNN, or "
                                     "(demo optimizers) SGD vs Path-SGD vs G-SGD")
@@ -232,6 +244,21 @@ def _demo(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    from .experiments.sweep_cli import main_sweep
+    return main_sweep(args)
+
+
+def _report(args) -> int:
+    from .experiments.sweep_cli import main_report
+    return main_report(args)
+
+
+def _compare(args) -> int:
+    from .experiments.sweep_cli import main_compare
+    return main_compare(args)
+
+
 def _verify(args) -> int:
     from .paths.verify_cli import main_verify
     return main_verify(args)
@@ -253,8 +280,8 @@ def main(argv=None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         args = build_parser().parse_args(argv)
-        handlers = {"train": _train, "demo": _demo, "verify": _verify,
-                    "kappa-table": _kappa_table}
+        handlers = {"train": _train, "sweep": _sweep, "report": _report, "compare": _compare,
+                    "demo": _demo, "verify": _verify, "kappa-table": _kappa_table}
         return handlers[args.command](args)
     except RnnlabError as exc:
         print(f"rnnlab: error: {exc}", file=sys.stderr)

@@ -43,7 +43,7 @@ from .options import Option, resolve
 from .tasks import TASKS
 
 # Seed streams: independent random streams derived from the one user seed.
-STREAM_INIT, STREAM_TRAIN, STREAM_EVAL = 1, 2, 3
+STREAM_INIT, STREAM_TRAIN, STREAM_EVAL, STREAM_TEST = 1, 2, 3, 4
 
 SETTINGS = (
     Option.integer("steps", 1000, "training steps (batches)", minimum=0),
@@ -53,6 +53,8 @@ SETTINGS = (
     Option.integer("truncate", 0, "truncated BPTT chunk length (0: full BPTT)", minimum=0),
     Option.integer("eval_every", 100, "steps between evaluations", minimum=1),
     Option.integer("eval_size", 1000, "held-out sequences", minimum=1),
+    Option.integer("test_size", 1000, "test sequences, scored once when a run finishes "
+                   "(0: none)", minimum=0),
     Option.integer("eval_batch", 1000, "sequences per evaluation chunk (bounds its memory)",
                    minimum=1),
     Option.integer("checkpoint_every", 0, "steps between checkpoints (0: at every evaluation)",

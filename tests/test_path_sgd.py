@@ -629,10 +629,12 @@ def test_bad_options_are_refused(Opt, options, message):
 def test_options_and_names():
     assert PathSGD.name == "path-sgd" and PathAdam.name == "path-adam"
     assert PathSGD.needs == PathAdam.needs == frozenset({"model", "batch"})
-    assert PathSGD().hyperparameters == {"lr": 1e-8, "second_term": False, "kappa_eps": 1e-30}
+    assert PathSGD().hyperparameters == {"lr": 1e-8, "lr_units": "path", "second_term": False,
+                                         "kappa_eps": 1e-30}
     assert PathAdam().hyperparameters == {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
                                           "second_term": False, "kappa_eps": 1e-30}
-    assert repr(PathSGD(lr=0.1)) == "PathSGD(lr=0.1, second_term=False, kappa_eps=1e-30)"
+    assert repr(PathSGD(lr=0.1)) == ("PathSGD(lr=0.1, lr_units='path', second_term=False, "
+                                     "kappa_eps=1e-30)")
 
 
 def test_a_parameter_on_no_path_takes_no_step():
@@ -726,3 +728,45 @@ def test_run_refuses_a_tanh_model_with_one_clear_error(registered):
         "train": {"batch": 4, "steps": 2, "eval_every": 2, "eval_size": 8}})
     with pytest.raises(ConfigError, match=r"optimizer 'path-sgd'.*needs ReLU.*'tanh'"):
         run(config, MemorySink(), progress=False)
+
+
+# ----------------------------------------------------------------------------- lr_units="sgd"
+def test_sgd_units_give_the_first_step_sgds_norm_and_keep_path_sgds_direction(xp):
+    """lr_units="sgd": step = lr * c * g / kappa with c = ||g|| / ||g / kappa|| fixed at the
+    first update; so the first step's norm is SGD's (lr ||g||), its direction Path-SGD's, and
+    the second step uses the same c (not recomputed from the new gradient)."""
+    T, B, lr = 5, 3, 0.07
+    spec = ElmanSpec(2, (3, 2), 2, "relu", True, "last")
+    model = _model(spec, seed=1)
+    batch = _batch(spec, T, B, seed=2)
+    path, scaled = PathSGD(lr=lr), PathSGD(lr=lr, lr_units="sgd")
+    p0 = _host(model.params)
+    grads = _grads(model, model.params, batch)
+    g = _host(grads)
+    assert all(np.abs(v).max() > 0 for v in g.values())  # every unit alive: a real test of c
+    plain = {k: backend.to_device(v.copy()) for k, v in p0.items()}
+    path.step(plain, {k: backend.to_device(v.copy()) for k, v in g.items()}, model=model,
+              batch=batch)
+    metrics = scaled.step(model.params, grads, model=model, batch=batch)
+    step = host_vector({k: p0[k] - backend.to_host(model.params[k]) for k in p0}, spec)
+    path_step = host_vector({k: p0[k] - backend.to_host(plain[k]) for k in p0}, spec)
+    g_norm = np.linalg.norm(host_vector(g, spec))
+    np.testing.assert_allclose(np.linalg.norm(step), lr * g_norm, rtol=1e-10)
+    c = metrics["lr_scale"]
+    np.testing.assert_allclose(step, c * path_step, rtol=1e-9, atol=1e-15)
+    assert c == scaled.state["lr_scale"] and c != 1.0
+    # a second update on another batch reuses c
+    grads2 = _grads(model, model.params, _batch(spec, T, B, seed=3))
+    assert scaled.step(model.params, grads2, model=model,
+                       batch=_batch(spec, T, B, seed=3))["lr_scale"] == c
+
+
+def test_sgd_units_scale_survives_checkpoint_and_resume(registered, tmp_path):
+    opt = {"name": "path-sgd", "lr": 1e-2, "lr_units": "sgd"}
+    straight = run(_config(opt, 6), MemorySink(), progress=False)
+    sink = FileSink(str(tmp_path / "run"))
+    run(_config(opt, 3), sink, progress=False)
+    resumed = run(_config(opt, 3).with_overrides({"train.steps": 6}), sink, resume=True,
+                  progress=False)
+    for k in straight.params:
+        np.testing.assert_array_equal(straight.params[k], resumed.params[k])

@@ -156,3 +156,19 @@ def test_bad_dtype():
 def test_unknown_task():
     with pytest.raises(ConfigError, match=r"task must be one of .*adding.*; got 'no-such-task'"):
         make_task("no-such-task", T=10)
+
+
+def test_solved_reads_the_threshold_and_its_direction():
+    from rnnlab.tasks import Task
+    task = AddingProblem(T=5)
+    assert task.threshold == 0.01 and task.better == "lower"
+    assert task.solved(0.009) and not task.solved(0.01) and not task.solved(float("nan"))
+    assert not task.solved(None)
+    accuracy = type("Accuracy", (Task,), {"threshold": 0.99, "better": "higher"})()
+    assert accuracy.solved(0.995) and not accuracy.solved(0.98)
+    assert not Task().solved(0.0)  # no threshold: never solved
+
+
+def test_eval_batches_refuse_an_unknown_split():
+    with pytest.raises(ValueError, match="split must be one of validation, test"):
+        next(AddingProblem(T=5).eval_batches(4, 0, 4, split="train"))

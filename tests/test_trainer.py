@@ -324,3 +324,33 @@ def test_cupy_backend_without_gpu_fails_clearly():
         pytest.skip("cupy is usable here; this checks the error when it is not")
     with pytest.raises(backend.BackendError, match="cupy"):
         run(small_config(backend="cupy"), MemorySink(), progress=False)
+
+
+def test_a_finished_run_scores_its_own_test_split_once(tmp_path):
+    """The test split is drawn from its own seed stream (another set than the validation
+    split), scored once at the end of a finished run and kept as a "test" record; a run that
+    continues drops that record, and ends with one test record again."""
+    result = run(small_config(test_size=32), MemorySink(), progress=False)
+    tests = [r for r in result.history if r["kind"] == "test"]
+    assert len(tests) == 1 and tests[0]["step"] == 12
+    assert result.test == {k: v for k, v in tests[0].items() if k not in ("kind", "step")}
+    assert result.test["mse"] != result.final["mse"]  # other sequences, other error
+    again = run(small_config(test_size=32), MemorySink(), progress=False)
+    assert again.test == result.test  # seeded
+
+    sink = FileSink(str(tmp_path / "run"))
+    run(small_config(test_size=32), sink, progress=False)
+    longer = run(small_config(test_size=32, steps=16), sink, resume=True, progress=False)
+    tests = [r for r in longer.history if r["kind"] == "test"]
+    assert [r["step"] for r in tests] == [16]
+    with open(tmp_path / "run" / "metrics.jsonl") as f:
+        on_disk = [json.loads(line) for line in f]
+    assert [r["step"] for r in on_disk if r["kind"] == "test"] == [16]
+
+
+def test_no_test_split_without_test_size_or_after_divergence():
+    assert run(small_config(test_size=0), MemorySink(), progress=False).test == {}
+    diverged = run(small_config(clip=0.0, lr=10.0, T=30, steps=200), MemorySink(),
+                   progress=False)
+    assert diverged.status == "diverged" and diverged.test == {}
+    assert not [r for r in diverged.history if r["kind"] == "test"]

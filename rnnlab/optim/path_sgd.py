@@ -74,6 +74,7 @@ ConfigError of :func:`rnnlab.paths.support.require_elman` at the first step.
 from __future__ import annotations
 
 from .. import backend
+from .. import params as P
 from ..options import Option
 from .adam import Adam
 from .base import Optimizer
@@ -151,14 +152,21 @@ class _PathNormalised:
         return kappa, metrics
 
 
+def _norm_ratio(grads: dict, directions: dict) -> float:
+    """||g|| / ||g / kappa|| over all parameters (1.0 when the direction is 0)."""
+    d = P.global_norm(directions)
+    return P.global_norm(grads) / d if d > 0 else 1.0
+
+
 class PathSGD(_PathNormalised, Optimizer):
     """Path-SGD (``path-sgd-relu-rnn.md`` Eq. 8): p <- p - lr * g / (kappa + kappa_eps).
 
-    Options: ``lr`` (> 0, default 1e-8), ``second_term`` (default False: kappa^(1) only),
+    Options: ``lr`` (> 0, default 1e-8), ``lr_units`` (default "path"), ``second_term`` (default False: kappa^(1) only),
     ``kappa_eps`` (> 0, default 1e-30; see the module docstring). Needs ``model`` and
     ``batch``. Step metrics: ``kappa_min``, ``kappa_max``.
 
-    The rate is in path units, not SGD's, and its scale depends on the initialisation and T: at
+    With ``lr_units = "path"`` (the default) the rate is in path units, not SGD's, and its
+    scale depends on the initialisation and T: at
     rnnlab's default IRNN initialisation (identity W_rec, U(-0.01, 0.01) input and output
     weights) kappa is tiny on some entries and g / kappa reaches 8e8 on W_rec (adding problem,
     T = 100, H = 100): there lr = 1e-3, the middle of the paper's grid {1e-2, 1e-3, 1e-4},
@@ -166,15 +174,33 @@ class PathSGD(_PathNormalised, Optimizer):
     1e-9 trained. The paper's grid was presumably used with a global rescaling such as the
     one-time ratio (sum ||g|| / sum ||g / kappa||^2)^(1/2) of the public feed-forward code
     (bneyshabur/path-sgd); not implemented here, as it is not invariant.
+
+    ``lr_units = "sgd"`` is a convention that lets Path-SGD share SGD's learning-rate grid (the
+    paper's {1e-2, 1e-3, 1e-4}, in sweeps and ``rnnlab compare``): the step is
+    ``lr * c * g / kappa`` with ``c = ||g|| / ||g / kappa||`` (global norms, the clipped
+    gradient) fixed at the first update and kept in the optimizer state (checkpointed), so the
+    first step has SGD's norm at the same lr and later steps follow Path-SGD's geometry. The
+    constant is computed from the initial weights, so a rescaled network gets another c: runs
+    with this convention are invariant to node rescaling only up to that one scalar (the
+    direction of every step is still Path-SGD's). Step metric ``lr_scale`` reports c.
     """
 
     name = "path-sgd"
-    options = (Option.number("lr", 1e-8, "learning rate, in path units (see the class doc)",
-                             minimum=0),) + _KAPPA_OPTIONS
+    options = (Option.number("lr", 1e-8, "learning rate, in the units lr_units names",
+                             minimum=0),
+               Option.choice("lr_units", "path", "path: lr multiplies g / kappa; sgd: also "
+                             "by the constant that gives the first step SGD's norm (shares "
+                             "SGD's lr grid; not invariant)", ("path", "sgd")),
+               ) + _KAPPA_OPTIONS
 
     def _update(self, params, grads, *, model, batch, **_):
         directions, metrics = self._directions(params, grads, model, batch)
         lr = self.hyperparameters["lr"]
+        if self.hyperparameters["lr_units"] == "sgd":
+            if "lr_scale" not in self.state:  # fixed once, at the first update
+                self.state["lr_scale"] = _norm_ratio(grads, directions)
+            lr *= self.state["lr_scale"]
+            metrics["lr_scale"] = self.state["lr_scale"]
         for name, p in params.items():
             d = directions[name]
             d *= lr

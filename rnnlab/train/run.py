@@ -22,7 +22,7 @@ import time
 from tqdm.auto import tqdm
 
 from .. import backend, objective
-from ..config import STREAM_EVAL, STREAM_INIT, STREAM_TRAIN, RunConfig
+from ..config import STREAM_EVAL, STREAM_INIT, STREAM_TEST, STREAM_TRAIN, RunConfig
 from ..errors import CheckpointError, DivergenceError
 from ..losses import get_loss
 from ..models import MODELS, make_model
@@ -54,9 +54,13 @@ class RunResult:
     history : list of dict
         The metrics records, as the sink keeps them.
     final : dict
-        The last evaluation's metrics.
-    metric, baseline : str, float or None
-        The task's headline metric and its trivial-predictor score.
+        The last evaluation's metrics (the validation split).
+    test : dict
+        The test split's metrics at the end of a finished run ({} for other statuses, or with
+        ``train.test_size = 0``).
+    metric, baseline, threshold : str, float or None
+        The task's headline metric, its trivial-predictor score, and the score that counts as
+        solved (:attr:`rnnlab.tasks.Task.threshold`).
     run_id : str
         :meth:`RunConfig.run_id`.
     seconds : float
@@ -71,8 +75,10 @@ class RunResult:
     params: dict
     history: list
     final: dict
+    test: dict
     metric: str | None
     baseline: float | None
+    threshold: float | None
     title: str
     run_id: str
     seconds: float
@@ -275,11 +281,14 @@ def run(config: RunConfig, sink=None, *, resume: bool = False, progress: bool | 
             saved["step"] = step
             return True
 
-        def log_eval(window):
+        def measure(split, size, seed):
             with backend.quiet_float_errors():
-                metrics = evaluate(model, params, task,
-                                   task.eval_batches(t["eval_size"], eval_seed, t["eval_batch"]),
-                                   carry_state=task.carries_state)
+                return evaluate(model, params, task,
+                                task.eval_batches(size, seed, t["eval_batch"], split=split),
+                                carry_state=task.carries_state)
+
+        def log_eval(window):
+            metrics = measure("validation", t["eval_size"], eval_seed)
             if window:
                 entry = {"kind": "train", "step": step,
                          "loss": sum(w["loss"] for w in window) / len(window),
@@ -346,11 +355,15 @@ def run(config: RunConfig, sink=None, *, resume: bool = False, progress: bool | 
             record({"kind": "stopped", "step": step, "message": message})
         else:
             message = None
+        test = {}
+        if status == "finished" and t["test_size"]:
+            test = measure("test", t["test_size"], backend.derive_seed(t["seed"], STREAM_TEST))
+            record({"kind": "test", "step": step, **test})
         evals = [r for r in history if r["kind"] == "eval"]
         final = {k: v for k, v in evals[-1].items() if k not in ("kind", "step")} if evals else {}
         result = RunResult(config, status, step, reason, message,
                            {k: backend.to_host(v) for k, v in params.items()}, history, final,
-                           task.metric_name, task.baseline_value(),
+                           test, task.metric_name, task.baseline_value(), task.threshold,
                            _title(config), config.run_id(), time.perf_counter() - started)
         sink.finish(result)
     return result

@@ -5,7 +5,8 @@
 ``start(config, resume) -> (history, checkpoint)``
     Prepare for a run. With ``resume`` return the last checkpoint ``(state, meta)`` and the
     metrics records up to its step (records after it are dropped, so the history matches the
-    parameters); otherwise ``([], None)``.
+    parameters, and so is the "test" record of a finished run that now continues); otherwise
+    ``([], None)``.
 ``record(record)``
     Keep one metrics record (a JSON-able dict with ``kind`` and ``step``) as soon as it is made.
 ``save_checkpoint(state, meta)``
@@ -52,7 +53,7 @@ class MemorySink:
             raise CheckpointError("no checkpoint in this memory sink; start the run without "
                                   "resume")
         step = self.checkpoint[1]["step"]
-        self.records = [r for r in self.records if r["step"] <= step]
+        self.records = [r for r in self.records if r["step"] <= step and r["kind"] != "test"]
         return list(self.records), self.checkpoint
 
     def record(self, record: dict) -> None:
@@ -109,28 +110,7 @@ class FileSink:
         return os.path.join(self.folder, METRICS_FILE)
 
     def _acquire(self) -> None:
-        """Create the folder and take its lock, or raise one clear error."""
-        if os.path.exists(self.folder) and not os.path.isdir(self.folder):
-            raise ConfigError(f"run folder {self.folder} is a file, not a folder; choose "
-                              "another --out")
-        try:
-            os.makedirs(self.folder, exist_ok=True)
-            self._lock = open(os.path.join(self.folder, LOCK_FILE), "a+")
-        except OSError as exc:
-            raise SinkError(f"cannot use {self.folder} as a run folder: "
-                            f"{exc.strerror or exc}; choose another --out") from None
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._lock.seek(0)
-            holder = self._lock.read().strip() or "another process"
-            self._lock.close()
-            self._lock = None
-            raise SinkError(f"run folder {self.folder} is in use by another run ({holder}); "
-                            "wait for it to end or choose another --out") from None
-        self._lock.truncate(0)
-        self._lock.write(f"pid {os.getpid()}")
-        self._lock.flush()
+        self._lock = lock_folder(self.folder, "run folder", "--out")
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -150,7 +130,7 @@ class FileSink:
         if resume:
             loaded = checkpoint.load(self.checkpoint_path)
             step = loaded[1]["step"]
-            history = [r for r in read_history(self.metrics_path) if r["step"] <= step]
+            history = [r for r in read_history(self.metrics_path) if r["step"] <= step and r["kind"] != "test"]
         elif not self.overwrite and any(os.path.exists(os.path.join(self.folder, f))
                                         for f in (checkpoint.FILENAME, METRICS_FILE)):
             raise ConfigError(f"run folder {self.folder} already holds a run; continue it with "
@@ -215,6 +195,34 @@ class FileSink:
                     baseline=result.baseline, title=result.title), path)
         finally:
             self._release()
+
+
+def lock_folder(folder: str, what: str = "run folder", flag: str = "--out"):
+    """Create ``folder`` and take its ``.lock`` (an advisory ``flock`` the system drops when the
+    process ends, however it ends); return the open lock file, whose closing releases it.
+
+    Raises ConfigError when ``folder`` is a file and SinkError when it cannot be created or
+    another process holds it (the message names that process)."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ConfigError(f"{what} {folder} is a file, not a folder; choose another {flag}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        lock = open(os.path.join(folder, LOCK_FILE), "a+")
+    except OSError as exc:
+        raise SinkError(f"cannot use {folder} as a {what}: {exc.strerror or exc}; choose "
+                        f"another {flag}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise SinkError(f"{what} {folder} is in use by another {what.split()[0]} ({holder}); "
+                        f"wait for it to end or choose another {flag}") from None
+    lock.truncate(0)
+    lock.write(f"pid {os.getpid()}")
+    lock.flush()
+    return lock
 
 
 def environment() -> dict:
