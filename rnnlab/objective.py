@@ -134,6 +134,39 @@ class Batch:
         return Batch(self.x[int(a):int(b)], targets, mask, state)
 
 
+    def rows(self, a: int, b: int, outputs: str) -> "Batch":
+        """The sequences [a, b) of the batch (Hessian-free's curvature and backtracking
+        batches are such slices of its gradient batch).
+
+        ``outputs`` (the model's ``spec.outputs``) says where the targets' and mask's batch
+        axis is: first for "last", second otherwise. The initial state, opaque per layer, is
+        sliced along the first axis of every array in it (B comes first in every state).
+        """
+        validate.choice("outputs", outputs, OUTPUT_MODES)
+        B = self.B
+        integers = all(isinstance(i, numbers.Integral) and not isinstance(i, bool)
+                       for i in (a, b))
+        if not (integers and 0 <= a < b <= B):
+            raise ConfigError(f"row bounds must be integers with 0 <= a < b <= B = {B}; "
+                              f"got a={a!r}, b={b!r}")
+        rows = slice(int(a), int(b))
+        along = (rows,) if outputs == "last" else (slice(None), rows)
+        return Batch(self.x[:, rows], self.targets[along],
+                     None if self.mask is None else self.mask[along],
+                     _slice_state(self.state, rows))
+
+
+def _slice_state(state, rows):
+    """A state tree with every array sliced along its first (batch) axis."""
+    if state is None:
+        return None
+    if isinstance(state, (list, tuple)):
+        return type(state)(_slice_state(s, rows) for s in state)
+    if isinstance(state, dict):
+        return {k: _slice_state(v, rows) for k, v in state.items()}
+    return state[rows] if hasattr(state, "shape") else state
+
+
 def batch_loss_and_grads(model, params, batch: Batch, loss):
     """:func:`loss_and_grads` on a :class:`Batch`: ``(value, grads, cache)``.
 
@@ -258,7 +291,8 @@ def _finite_state(state) -> bool:
 
 
 def gauss_newton_product(model, params, batch: Batch, v: dict, loss, cache=None,
-                         outputs=None) -> dict:
+                         outputs=None, structural: float = 0.0,
+                         structural_form: str = "matching") -> dict:
     """The Gauss-Newton matrix of the loss on ``batch`` at ``params`` times a direction ``v``.
 
     G v = J^T H J v, with J = d outputs / d params (the initial state held constant) and H the
@@ -280,6 +314,13 @@ def gauss_newton_product(model, params, batch: Batch, v: dict, loss, cache=None,
         reused to skip the forward (e.g. across the products of one conjugate-gradient solve).
         Give both or neither: the loss's curvature needs the outputs (softmax probabilities),
         which the model's cache does not hold.
+    structural : float
+        The weight of structural damping (Martens & Sutskever 2011; Hessian-free's lambda * mu):
+        adds ``structural`` times the Gauss-Newton matrix of a penalty on the change of the
+        hidden states, the model's ``structural_damping(r_hidden, cache, structural_form)``
+        injected into the backward (0: none; the model must implement it otherwise).
+    structural_form : {"matching", "hidden"}
+        See :meth:`rnnlab.models.ElmanRNN.structural_damping`.
 
     Returns
     -------
@@ -303,7 +344,15 @@ def gauss_newton_product(model, params, batch: Batch, v: dict, loss, cache=None,
                           "model.forward(params, batch.x, batch.state)) or neither")
     if cache is None:
         outputs, cache = model.forward(params, batch.x, batch.state)
-    r_y, _ = model.rop(params, v, cache)
+    r_y, r_hidden = model.rop(params, v, cache)
     h_r = loss.gn_product(outputs, batch.targets, batch.mask, r_y)
-    gv, _ = model.backward(params, h_r, cache)
+    if not structural:
+        gv, _ = model.backward(params, h_r, cache)
+        return gv
+    if not hasattr(model, "structural_damping"):
+        raise ConfigError(f"model {getattr(model.spec, 'kind', type(model).__name__)!r} has "
+                          "no structural damping; use structural = 0")
+    d_hidden = [structural * d for d in
+                model.structural_damping(r_hidden, cache, structural_form)]
+    gv, _ = model.backward(params, h_r, cache, d_hidden=d_hidden)
     return gv

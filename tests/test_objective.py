@@ -277,3 +277,20 @@ def test_truncated_bptt_bad_k_is_refused_at_the_call():
         truncated_bptt(model, model.params, batch, loss, -2)
     with pytest.raises(ConfigError, match=r"k must be an integer >= 0; got 2.5"):
         truncated_bptt(model, model.params, batch, loss, 2.5)
+
+
+def test_batch_rows_slice_sequences_along_each_arrays_batch_axis():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 5, 2))
+    every = Batch(x, rng.standard_normal((4, 5, 1)), (rng.random((4, 5)) > 0.5) * 1.0,
+                  [rng.standard_normal((5, 3)), (rng.standard_normal((5, 2)),)])
+    part = every.rows(1, 3, "every")
+    np.testing.assert_array_equal(part.x, x[:, 1:3])
+    np.testing.assert_array_equal(part.targets, every.targets[:, 1:3])
+    np.testing.assert_array_equal(part.mask, every.mask[:, 1:3])
+    np.testing.assert_array_equal(part.state[0], every.state[0][1:3])
+    np.testing.assert_array_equal(part.state[1][0], every.state[1][0][1:3])  # nested state
+    last = Batch(x, rng.standard_normal((5, 1))).rows(2, 5, "last")
+    assert last.targets.shape == (3, 1) and last.mask is None and last.state is None
+    with pytest.raises(ConfigError, match="0 <= a < b <= B = 5"):
+        every.rows(3, 6, "every")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rnnlab import SGD, Adam, ConfigError, backend, clip_grad_norm, make_optimizer
-from rnnlab.optim import Optimizer
+from rnnlab.optim import OPTIMIZERS, Optimizer
 
 # the references repeat the same float64 arithmetic in another arrangement: round-off only
 RTOL = 1e-12
@@ -300,7 +300,9 @@ def test_make_optimizer():
     assert opt.hyperparameters == {"lr": 0.2, "momentum": 0.5, "nesterov": False}
     assert repr(opt) == "SGD(lr=0.2, momentum=0.5, nesterov=False)"
     assert isinstance(make_optimizer("adam"), Adam)
-    with pytest.raises(ConfigError, match=r"optimizer must be one of sgd, adam, path-sgd, path-adam, gsgd; got 'rmsprop'"):
+    names = ", ".join(OPTIMIZERS.names())
+    assert names.startswith("sgd, adam, path-sgd, path-adam, gsgd, hf")  # registry order
+    with pytest.raises(ConfigError, match=rf"optimizer must be one of {names}; got 'rmsprop'"):
         make_optimizer("rmsprop")
     with pytest.raises(ConfigError, match=r"optimizer 'sgd' has no option 'learning_rate'; "
                                           r"its options: lr, momentum, nesterov"):

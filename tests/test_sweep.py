@@ -150,7 +150,7 @@ def test_cli_refuses_a_sweep_with_an_unknown_option_before_any_cell_starts(tmp_p
 
 
 def test_presets_are_valid_sweeps():
-    for name in ("compare", "path-sgd-table2"):
+    for name in ("compare", "path-sgd-table2", "path-sgd-table2-full"):
         cells = read_spec(name).cells()
         assert cells and all(c.config.model["activation"] == "relu" for c in cells)
 
@@ -252,9 +252,13 @@ def _wait_for_done(out, n, proc, timeout=120):
         if proc.poll() is not None:
             pytest.fail(f"the sweep ended early: {proc.communicate()}")
         if os.path.exists(os.path.join(out, "sweep.sqlite")):
-            with sqlite3.connect(os.path.join(out, "sweep.sqlite")) as db:
-                done = db.execute("select count(*) from cells where status='done'").fetchone()
-            if done[0] >= n:
+            try:
+                with sqlite3.connect(os.path.join(out, "sweep.sqlite")) as db:
+                    done = db.execute("select count(*) from cells where status='done'"
+                                      ).fetchone()[0]
+            except sqlite3.OperationalError:  # the driver is still creating the tables
+                done = 0
+            if done >= n:
                 return
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -435,3 +439,22 @@ def test_sweep_cli_bad_input_is_one_line(tmp_path, capsys, argv, words):
     assert code == 2
     for word in words:
         assert word in one_line(err), err
+
+
+def test_ctrl_c_in_a_serial_sweep_stops_the_sweep_not_just_the_cell(tmp_path, monkeypatch):
+    """Under the serial executor Ctrl-C reaches the run itself, which stops with status
+    "stopped": the driver must stop there (recording nothing for that cell), not go on."""
+    run_module = sys.modules["rnnlab.train.run"]
+    calls = {"n": 0}
+    real = run_module.train_step
+
+    def interrupted_second_cell(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 25:  # in the second cell (20 steps each)
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+    monkeypatch.setattr(run_module, "train_step", interrupted_second_cell)
+    result = run_sweep(tiny({"optimizer.lr": [1e-2, 1e-3]}), str(tmp_path), executor="serial",
+                       progress=False, report=False, echo=lambda *_: None)
+    assert result.stopped == "interrupted" and len(result.ran) == 1
+    assert result.counts == {"done": 1, "pending": 3}

@@ -201,7 +201,10 @@ class Serial:
 
     def as_completed(self, futures):
         for future in futures:
-            future.set_result(run_cell(future.payload))
+            outcome = run_cell(future.payload)
+            if outcome["status"] == "stopped":  # Ctrl-C reached the run: stop the sweep too
+                raise KeyboardInterrupt(outcome["reason"] or "interrupted")
+            future.set_result(outcome)
             yield future
 
     @staticmethod

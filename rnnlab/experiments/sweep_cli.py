@@ -80,18 +80,20 @@ def _overrides(entries) -> dict:
 
 def _run(args, spec_name: str, overrides: dict, out: str) -> int:
     from .driver import run_sweep
-    from .store import Store
+    from .store import FINAL, STORE_FILE, Store
     from .sweep import read_spec
     spec = read_spec(spec_name, {**overrides, **_overrides(args.set)})
     if args.dry_run:
-        held = Store(out, readonly=True).statuses() if os.path.isfile(
-            os.path.join(out, "sweep.sqlite")) else {}
+        held = {}
+        if os.path.isfile(os.path.join(out, STORE_FILE)):
+            with Store(out, readonly=True) as store:
+                held = store.statuses()
         cells = spec.cells()
         for cell in cells:
             print(f"{cell.cell_id}  {held.get(cell.cell_id, 'new'):<8}  seed {cell.seed:<3} "
                   f"{cell.label}")
-        print(f"{len(cells)} cells; {sum(held.get(c.cell_id) in ('done', 'diverged', 'failed') for c in cells)} "
-              f"finished in {out}")
+        finished = sum(held.get(c.cell_id) in FINAL for c in cells)
+        print(f"{len(cells)} cells; {finished} finished in {out}")
         return 0
     result = run_sweep(spec, out, executor=args.executor, workers=args.workers,
                        scheduler=args.scheduler, blas_threads=args.blas_threads,

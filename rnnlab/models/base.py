@@ -15,11 +15,16 @@ A recurrent model is anything with this shape (checked structurally, no base cla
     ``cache.final_state`` hold one opaque value per layer (an array ``h`` for an Elman layer; a
     tuple such as ``(h, c)`` or ``(h, memory)`` for gated or memory cells): the trainer only
     carries it from chunk to chunk and stores it in checkpoints, never looks inside.
-``backward(params, dy, cache, d_final_state=None) -> (grads, d_state)``
-    BPTT: ``grads`` has the keys of ``params``.
+``backward(params, dy, cache, d_final_state=None, d_hidden=None) -> (grads, d_state)``
+    BPTT: ``grads`` has the keys of ``params``. ``d_hidden`` (optional, model-specific, what
+    ``structural_damping`` returns) is an extra gradient on the hidden states.
 ``rop(params, v, cache) -> (r_y, r_hidden)``
     The forward-mode derivative of the outputs along a direction ``v`` (keys of ``params``),
     ``r_y`` shaped like ``y``; ``r_hidden`` is model-specific (what structural damping needs).
+``structural_damping(r_hidden, cache, form) -> d_hidden`` (optional)
+    What structural damping of strength 1 adds to a Gauss-Newton product's backward
+    (:func:`rnnlab.objective.gauss_newton_product`); Hessian-free's ``structural_damping``
+    option needs it.
 
 A model class is registered in :data:`MODELS` with its ``options`` (a tuple of
 :class:`rnnlab.options.Option`) and a classmethod ``build(n_in, n_out, outputs, *, seed, dtype,
@@ -50,7 +55,7 @@ class RecurrentModel(Protocol):
 
     def forward(self, params: dict, x, state=None): ...
 
-    def backward(self, params: dict, dy, cache, d_final_state=None): ...
+    def backward(self, params: dict, dy, cache, d_final_state=None, d_hidden=None): ...
 
     def rop(self, params: dict, v: dict, cache): ...
 

@@ -506,7 +506,8 @@ class ElmanRNN:
             out += params[f"layer{i}.b"]
 
     # ------------------------------------------------------------------ backward
-    def backward(self, params: dict, dy, cache: ElmanCache, d_final_state=None):
+    def backward(self, params: dict, dy, cache: ElmanCache, d_final_state=None,
+                 d_hidden=None):
         """Backpropagation through time.
 
         Parameters
@@ -519,6 +520,9 @@ class ElmanRNN:
             From :meth:`forward`.
         d_final_state : list of (B, H_i), optional
             dLoss/d(final hidden state) per layer, for losses that continue past this chunk.
+        d_hidden : list of (T, B, H_i), optional
+            An extra dLoss/dh_t per layer and step t = 1..T, added to what arrives from the
+            outputs and the layer above (structural damping: :meth:`structural_damping`).
 
         Returns
         -------
@@ -540,6 +544,12 @@ class ElmanRNN:
                                   f"got {len(d_final_state)}")
             for i, (d, width) in enumerate(zip(d_final_state, s.hidden)):
                 validate.float_array(f"d_final_state[{i}]", d, shape=(B, width), finite=False)
+        if d_hidden is not None:
+            if len(d_hidden) != s.layers:
+                raise ConfigError(f"d_hidden must hold one array per layer ({s.layers}); "
+                                  f"got {len(d_hidden)}")
+            for i, (d, width) in enumerate(zip(d_hidden, s.hidden)):
+                validate.float_array(f"d_hidden[{i}]", d, shape=(T, B, width), finite=False)
         grads = {}
         top = hs[-1]
         w_out = params["out.W"]
@@ -571,6 +581,9 @@ class ElmanRNN:
             scaled = d_pre is not None
             if not scaled:
                 d_pre = xp.empty((T, B, width), dtype=x.dtype)
+            if d_hidden is not None:
+                extra = d_hidden[i - 1]
+                d_from_above = extra if d_from_above is None else d_from_above + extra
             self._recur_backward(d_pre, g, w_rec, d_from_above, scaled)
             d_state[i - 1] = g
             d_pre2 = d_pre.reshape(T * B, width)
@@ -629,6 +642,41 @@ class ElmanRNN:
                 else:
                     copyto(d, g)
                 propagate(d)
+
+    # ------------------------------------------------------------------ structural damping
+    def structural_damping(self, r_hidden, cache: ElmanCache, form: str = "matching"):
+        """The ``d_hidden`` that adds structural damping (Martens & Sutskever 2011) of strength
+        1 to a Gauss-Newton product: the Gauss-Newton matrix of a penalty on the change of the
+        hidden states, evaluated along the direction whose R-op gave ``r_hidden``.
+
+        ``form="matching"`` (MS11): the penalty is the matching loss of the hidden nonlinearity,
+        whose curvature with respect to the pre-activations z_t is diag(act'(z_t)); its product
+        enters the pre-activation error as act'(z_t) * R z_t = R h_t, i.e. dLoss/dh_t gains
+        R z_t = R h_t / act'(z_t) (0 where act' = 0, where R h_t = 0 too). ``form="hidden"``:
+        the penalty 1/2 sum_t ||R h_t||^2 on the hidden states themselves (dLoss/dh_t gains
+        R h_t). For ReLU and the identity the two are the same.
+
+        Parameters
+        ----------
+        r_hidden : list of (T + 1, B, H_i)
+            From :meth:`rop` (``r_hidden[i][0]``, the initial state's, is zero).
+        cache : ElmanCache
+            The forward's cache at the same parameters.
+
+        Returns
+        -------
+        list of (T, B, H_i)
+        """
+        validate.choice("form", form, ("matching", "hidden"))
+        xp = backend.get_xp()
+        out = []
+        for r_h, h in zip(r_hidden, cache.h):
+            d = r_h[1:].copy()
+            if form == "matching" and self.spec.activation == "tanh":
+                deriv = self._derivative(h[1:])
+                xp.divide(d, xp.where(deriv > 0, deriv, 1), out=d)
+            out.append(d)
+        return out
 
     # ------------------------------------------------------------------ R-op
     def rop(self, params: dict, v: dict, cache: ElmanCache):

@@ -7,6 +7,7 @@ from .adam import Adam
 from .base import NEEDS, OPTIMIZERS, Optimizer
 from .clip import clip_grad_norm
 from .gsgd import GSGD
+from .hessian_free import HessianFree
 from .path_sgd import PathAdam, PathSGD
 from .sgd import SGD
 
@@ -16,6 +17,7 @@ OPTIMIZERS.register("adam", Adam)
 OPTIMIZERS.register("path-sgd", PathSGD)
 OPTIMIZERS.register("path-adam", PathAdam)
 OPTIMIZERS.register("gsgd", GSGD)
+OPTIMIZERS.register("hf", HessianFree)
 
 
 def make_optimizer(name: str, **hyperparameters) -> Optimizer:
@@ -23,5 +25,5 @@ def make_optimizer(name: str, **hyperparameters) -> Optimizer:
     return OPTIMIZERS.get(name)(**hyperparameters)
 
 
-__all__ = ["Adam", "GSGD", "NEEDS", "OPTIMIZERS", "Optimizer", "PathAdam", "PathSGD", "SGD",
-           "clip_grad_norm", "make_optimizer"]
+__all__ = ["Adam", "GSGD", "HessianFree", "NEEDS", "OPTIMIZERS", "Optimizer", "PathAdam",
+           "PathSGD", "SGD", "clip_grad_norm", "make_optimizer"]

@@ -12,11 +12,15 @@ which extra keyword inputs it requires beyond the gradient; the trainer supplies
 ``"model"``    the model object (its ``spec`` gives the structure): Path-SGD, G-SGD
 ``"batch"``    the :class:`rnnlab.objective.Batch` in use (x, targets, mask, initial state;
                ``batch.T`` is the unroll length of this update, shorter under truncated BPTT)
-``"closure"``  ``closure(params) -> (loss, grads)`` re-evaluated on the same batch at any
-               parameter point: PSGD (a second gradient), Hessian-free (line search)
-``"gvp"``      ``gvp(params, v) -> G v``, the Gauss-Newton matrix at ``params`` on the same
-               batch times a direction ``v`` (:func:`rnnlab.objective.gauss_newton_product`):
-               Hessian-free
+``"closure"``  ``closure(params, rows=None) -> (loss, grads)`` re-evaluated on the same
+               batch (or its sequences ``rows = (a, b)``) at any parameter point: PSGD (a
+               second gradient)
+``"loss"``     ``loss(params, rows=None) -> float``, the loss alone (a forward pass):
+               Hessian-free (reduction ratio, backtracking, line search)
+``"gvp"``      ``gvp(params, v, rows=None, structural=0.0, structural_form="matching") ->
+               G v``, the Gauss-Newton matrix at ``params`` on the same batch (or ``rows``)
+               times a direction ``v``, optionally with structural damping
+               (:func:`rnnlab.objective.gauss_newton_product`): Hessian-free
 =============  ==========================================================================
 
 State for checkpoints: ``slots`` (per-parameter arrays such as momentum buffers, keyed by slot
@@ -30,7 +34,7 @@ from .. import backend
 from ..errors import ConfigError
 from ..options import Registry, resolve
 
-NEEDS = ("model", "batch", "closure", "gvp")
+NEEDS = ("model", "batch", "closure", "loss", "gvp")
 
 OPTIMIZERS = Registry("optimizer")
 

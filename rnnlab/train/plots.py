@@ -50,3 +50,47 @@ def plot_learning_curves(runs: dict, path: str, metric: str, baseline: float | N
     """:func:`learning_curves_figure` written to the PNG ``path``; returns ``path``."""
     learning_curves_figure(runs, metric, baseline, title).savefig(path, dpi=110)
     return path
+
+
+def cost_curves_figure(runs: dict, metric: str, baseline: float | None = None,
+                       title: str = "", with_extra: bool = False) -> Figure:
+    """Training loss and held-out ``metric`` against the forward-pass equivalents spent, P_D
+    (batch-dependent: sequential cost) and P_I (batch-independent: parallel cost), as in Krause
+    et al.'s Figure 1 (``hf-vs-sgd-efficiency-mlstm.md``).
+
+    ``runs``: label -> history records (the ``P_D``, ``P_I`` of each train record, see
+    :func:`rnnlab.train.run.update_cost`); an eval record is placed at the cost of the train
+    record of its step. ``with_extra`` plots ``P_D_all`` / ``P_I_all`` (with Hessian-free's
+    backtracking, reduction-ratio and line-search passes) instead.
+    """
+    suffix = "_all" if with_extra else ""
+    fig = Figure(figsize=(11, 7.5), layout="constrained")
+    axes = fig.subplots(2, 2)
+    for label, records in runs.items():
+        train = [r for r in records if r["kind"] == "train" and "P_D" in r]
+        spent = {r["step"]: r for r in train}
+        evals = [r for r in records if r["kind"] == "eval" and r["step"] in spent
+                 and metric in r]
+        for column, key in enumerate(("P_D", "P_I")):
+            line, = axes[0, column].plot([r[key + suffix] for r in train],
+                                         [r["loss"] for r in train], label=label)
+            axes[1, column].plot([spent[r["step"]][key + suffix] for r in evals],
+                                 [r[metric] for r in evals], label=label, marker="o",
+                                 markersize=3, color=line.get_color())
+    for row, ylabel in enumerate(("train loss (mean since last log)", f"held-out {metric}")):
+        for column, key in enumerate(("P_D", "P_I")):
+            ax = axes[row, column]
+            if baseline is not None and row == 1:
+                ax.axhline(baseline, color="gray", linestyle="--", linewidth=1,
+                           label="trivial baseline")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel(f"{key}{suffix}: forward passes of one sequence"
+                          + (" (all sequences)" if key == "P_D" else " (one per batch)"))
+            ax.set_ylabel(ylabel)
+            ax.grid(True, which="both", alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig

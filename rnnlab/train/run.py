@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .. import backend, objective
 from ..config import STREAM_EVAL, STREAM_INIT, STREAM_TEST, STREAM_TRAIN, RunConfig
-from ..errors import CheckpointError, DivergenceError
+from ..errors import CheckpointError, ConfigError, DivergenceError
 from ..losses import get_loss
 from ..models import MODELS, make_model
 from ..optim import clip_grad_norm, make_optimizer
@@ -105,37 +105,56 @@ def build(config: RunConfig):
                        seed=backend.derive_seed(t["seed"], STREAM_INIT), dtype=t["dtype"],
                        **config.options("model"))
     optimizer = make_optimizer(config.optimizer["name"], **config.options("optimizer"))
+    if t["clip"] and getattr(optimizer, "needs_raw_gradient", False):
+        raise ConfigError(f"optimizer {optimizer.name!r} needs the unclipped gradient (its "
+                          "quadratic model and reduction ratio are of the loss itself): set "
+                          "train.clip = 0 (--clip 0)")
     return task, model, optimizer, get_loss(task.loss)
 
 
 def supply_needs(needs, model, params: dict, batch, loss) -> dict:
     """The keyword inputs an optimizer declares in ``needs``, for one update on ``batch``.
 
-    ``closure(p) -> (loss, grads)`` and ``gvp(p, v) -> G v`` evaluate on ``batch`` (the chunk
-    in use under truncated BPTT). While ``p`` is the trainer's ``params`` dict, ``gvp`` reuses
-    one forward pass for all its products; an optimizer that moves ``params`` in place between
-    products should pass a copy instead.
+    ``closure(p, rows=None) -> (loss, grads)``, ``loss(p, rows=None) -> float`` (forward only)
+    and ``gvp(p, v, rows=None, structural=0.0, structural_form="matching") -> G v`` evaluate on
+    ``batch`` (the chunk in use under truncated BPTT), or on its sequences ``rows = (a, b)``
+    (Hessian-free's curvature and backtracking batches). While ``p`` is the trainer's
+    ``params`` dict, ``gvp`` reuses one forward pass per ``rows`` for all its products; an
+    optimizer that moves ``params`` in place between products should pass a copy instead.
     """
+    outputs = model.spec.outputs
+
+    def part(rows):
+        return batch if rows is None else batch.rows(rows[0], rows[1], outputs)
+
     supplied = {}
     if "model" in needs:
         supplied["model"] = model
     if "batch" in needs:
         supplied["batch"] = batch
     if "closure" in needs:
-        def closure(p):
-            value, grads, _ = objective.batch_loss_and_grads(model, p, batch, loss)
+        def closure(p, rows=None):
+            value, grads, _ = objective.batch_loss_and_grads(model, p, part(rows), loss)
             return value, grads
         supplied["closure"] = closure
+    if "loss" in needs:
+        def loss_at(p, rows=None):
+            b = part(rows)
+            return objective.loss_value(model, p, b.x, b.targets, loss, b.mask, b.state)
+        supplied["loss"] = loss_at
     if "gvp" in needs:
-        forward = {}
+        forwards = {}
 
-        def gvp(p, v):
+        def gvp(p, v, rows=None, structural=0.0, structural_form="matching"):
+            b = part(rows)
+            options = {"structural": structural, "structural_form": structural_form}
             if p is not params:
-                return objective.gauss_newton_product(model, p, batch, v, loss)
-            if "y" not in forward:
-                forward["y"], forward["cache"] = model.forward(p, batch.x, batch.state)
-            return objective.gauss_newton_product(model, p, batch, v, loss,
-                                                  cache=forward["cache"], outputs=forward["y"])
+                return objective.gauss_newton_product(model, p, b, v, loss, **options)
+            if rows not in forwards:
+                forwards[rows] = model.forward(p, b.x, b.state)
+            y, cache = forwards[rows]
+            return objective.gauss_newton_product(model, p, b, v, loss, cache=cache,
+                                                  outputs=y, **options)
         supplied["gvp"] = gvp
     return supplied
 
@@ -158,8 +177,9 @@ def train_step(model, params, optimizer, batch, loss, clip: float = 0.0,
     Returns
     -------
     dict with ``loss`` (mean over updates), ``grad_norm`` (largest pre-clip norm),
-    ``optimizer`` (the optimizer's own step metrics, averaged over updates) and
-    ``final_state`` (the recurrent state after the batch).
+    ``optimizer`` (the optimizer's own step metrics, averaged over updates), ``cost`` (this
+    batch's forward-pass equivalents, see :func:`update_cost`) and ``final_state`` (the
+    recurrent state after the batch).
 
     Raises
     ------
@@ -168,6 +188,7 @@ def train_step(model, params, optimizer, batch, loss, clip: float = 0.0,
         the failing update.
     """
     values, norms, reported, state = [], [], [], batch.state
+    cost = dict.fromkeys(COST_KEYS, 0.0)
     for chunk in objective.truncated_bptt(model, params, batch, loss, truncate):
         state = chunk.cache.final_state
         if not chunk.scored:
@@ -178,13 +199,37 @@ def train_step(model, params, optimizer, batch, loss, clip: float = 0.0,
             raise DivergenceError(f"{what} is {chunk.value if what == 'loss' else norm}")
         needs = supply_needs(optimizer.needs, model, params, chunk.batch, loss)
         reported.append(optimizer.step(params, chunk.grads, **needs))
+        for key, value in update_cost(reported[-1], chunk.batch, batch.T).items():
+            cost[key] += value
         values.append(chunk.value)
         norms.append(norm)
-    keys = dict.fromkeys(k for r in reported for k in r)
+    keys = dict.fromkeys(k for r in reported for k in r if k not in OPTIMIZER_COST_KEYS)
     means = {k: sum(r[k] for r in reported if k in r) / sum(k in r for r in reported)
              for k in keys}
     return {"loss": sum(values) / len(values), "grad_norm": max(norms), "optimizer": means,
-            "final_state": state}
+            "cost": cost, "final_state": state}
+
+
+# Krause et al. (hf-vs-sgd-efficiency-mlstm.md, Section 2): a run's cost in forward passes of
+# one training sequence. P_D (batch-dependent, sequential) counts every sequence, P_I
+# (batch-independent, parallel) one per batch; "_all" adds the work the paper's definition
+# leaves out (Hessian-free's backtracking, reduction ratio and line search).
+COST_KEYS = ("P_D", "P_I", "P_D_all", "P_I_all")
+OPTIMIZER_COST_KEYS = ("cost_D", "cost_I", "cost_D_extra", "cost_I_extra")
+
+
+def update_cost(reported: dict, chunk, T: int) -> dict:
+    """One update's forward-pass equivalents: the trainer's gradient (3 per sequence: a forward
+    and a backward of about twice its cost) plus what the optimizer reports in its step metrics
+    (``cost_D``, ``cost_I`` within the paper's definition; ``cost_D_extra``, ``cost_I_extra``
+    beyond it), all in passes over the ``chunk``'s sequences and scaled by its share of the
+    batch's ``T`` steps (truncated BPTT)."""
+    share = chunk.T / T
+    d = share * (3.0 * chunk.B + reported.get("cost_D", 0.0))
+    i = share * (3.0 + reported.get("cost_I", 0.0))
+    return {"P_D": d, "P_I": i,
+            "P_D_all": d + share * reported.get("cost_D_extra", 0.0),
+            "P_I_all": i + share * reported.get("cost_I_extra", 0.0)}
 
 
 def evaluate(model, params, task, batches, carry_state: bool = False) -> dict:
@@ -262,6 +307,10 @@ def run(config: RunConfig, sink=None, *, resume: bool = False, progress: bool | 
             except BaseException:
                 sink.finish(None)
                 raise
+        # forward-pass equivalents spent so far (checkpointed: they resume exactly)
+        spent = dict.fromkeys(COST_KEYS, 0.0)
+        if loaded is not None:
+            spent.update({k: float(v) for k, v in loaded[0].get("cost", {}).items()})
         eval_seed = backend.derive_seed(t["seed"], STREAM_EVAL)
         saved = {"step": step if loaded is not None else None}
 
@@ -272,7 +321,7 @@ def run(config: RunConfig, sink=None, *, resume: bool = False, progress: bool | 
         def save_checkpoint():
             """Write a checkpoint if the state is finite; return whether it was written."""
             state = {"params": params, "optimizer": optimizer.state_dict(),
-                     "stream_state": stream_state}
+                     "stream_state": stream_state, "cost": dict(spent)}
             if not _finite(state):
                 return False
             sink.save_checkpoint(state, {"step": step, "config": config.to_dict(),
@@ -297,6 +346,7 @@ def run(config: RunConfig, sink=None, *, resume: bool = False, progress: bool | 
                 if opt_keys:
                     entry["optimizer"] = {k: sum(w["optimizer"].get(k, 0.0) for w in window)
                                           / len(window) for k in opt_keys}
+                entry.update(spent)
                 record(entry)
             record({"kind": "eval", "step": step, **metrics})
 
@@ -321,6 +371,8 @@ def run(config: RunConfig, sink=None, *, resume: bool = False, progress: bool | 
                     status, reason = "diverged", str(exc)
                     break
                 stream_state = metrics.pop("final_state") if task.carries_state else None
+                for key, value in metrics.pop("cost").items():
+                    spent[key] += value
                 if task.carries_state and not _finite(stream_state):
                     status, reason = "diverged", "the carried recurrent state is not finite"
                     break
@@ -402,5 +454,5 @@ def _restore(config, model, optimizer, loaded, where):
     return int(meta["step"]), None if stream is None else device_copy(stream)
 
 
-__all__ = ["RunResult", "STATUSES", "build", "default_folder", "evaluate", "run",
-           "supply_needs", "train_step"]
+__all__ = ["COST_KEYS", "RunResult", "STATUSES", "build", "default_folder", "evaluate", "run",
+           "supply_needs", "train_step", "update_cost"]
