@@ -1,4 +1,5 @@
-"""Command line: ``python -m rnnlab {train,sweep,report,compare,demo,verify,kappa-table} ...``.
+"""Command line: ``python -m rnnlab COMMAND ...``, COMMAND one of train, sweep, report, compare,
+pathological, demo, verify, kappa-table.
 
 ``train`` builds a :class:`rnnlab.config.RunConfig` from, in increasing precedence: the defaults
 the registered components declare, a config file (``--config run.toml``; with ``--resume`` and no
@@ -119,14 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .config import options_help
     parser = _Parser(prog="rnnlab", description="Study how recurrent networks train.")
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{train,sweep,report,compare,demo,verify,kappa-table}")
+                                metavar="{train,sweep,report,compare,pathological,demo,"
+                                        "verify,kappa-table}")
 
     p = sub.add_parser("train", help="train a model on a task", formatter_class=_HelpFormatter,
                        epilog=options_help())
     _add_train_arguments(p)
 
-    from .experiments.sweep_cli import (add_compare_arguments, add_report_arguments,
-                                        add_sweep_arguments)
+    from .experiments.sweep_cli import (add_compare_arguments, add_pathological_arguments,
+                                        add_report_arguments, add_sweep_arguments)
     add_sweep_arguments(sub.add_parser(
         "sweep", help="a grid of runs from a sweep file, on local processes or a Dask "
                       "cluster; resumable; results in SQLite, report at the end"))
@@ -136,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_arguments(sub.add_parser(
         "compare", help="the preset sweep: IRNN on the adding problem under SGD, Path-SGD, "
                         "G-SGD and Adam, lr {1e-2, 1e-3, 1e-4}, 3 seeds"))
+
+    add_pathological_arguments(sub.add_parser(
+        "pathological", help="the eight pathological problems x lengths x seeds x optimizers "
+                             "(HF, PSGD, SGD) as a sweep; the PSGD paper's Tables I and II"))
 
     p = sub.add_parser("demo", help="a one-minute comparison: IRNN (ReLU) vs tanh RNN, or "
                                     "(demo optimizers) SGD vs Path-SGD vs G-SGD")
@@ -259,6 +265,11 @@ def _compare(args) -> int:
     return main_compare(args)
 
 
+def _pathological(args) -> int:
+    from .experiments.sweep_cli import main_pathological
+    return main_pathological(args)
+
+
 def _verify(args) -> int:
     from .paths.verify_cli import main_verify
     return main_verify(args)
@@ -281,7 +292,8 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handlers = {"train": _train, "sweep": _sweep, "report": _report, "compare": _compare,
-                    "demo": _demo, "verify": _verify, "kappa-table": _kappa_table}
+                    "pathological": _pathological, "demo": _demo, "verify": _verify,
+                    "kappa-table": _kappa_table}
         return handlers[args.command](args)
     except RnnlabError as exc:
         print(f"rnnlab: error: {exc}", file=sys.stderr)

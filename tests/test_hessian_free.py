@@ -278,21 +278,23 @@ def test_a_resumed_hf_run_is_bit_identical(tmp_path):
     assert last == again
 
 
-def test_hf_solves_the_adding_problem_at_T_30():
-    """A tanh RNN on the adding problem (T = 30) reaches the solved threshold under HF
-    (no timing asserted); the same budget of SGD steps with clipping does not."""
-    base = {"task": {"name": "adding", "T": 30},
+def test_hf_solves_the_addition_problem_at_T_30():
+    """The pathological addition problem (MS11 form, T = 30) on a tanh RNN: HF reaches a
+    validation zero-one error below 1 % (no timing asserted); SGD with clipping at 1 does not
+    in the same number of updates."""
+    base = {"task": {"name": "addition", "T": 30},
             "model": {"name": "elman", "hidden": 32, "activation": "tanh",
                       "init": "orthogonal"},
-            "train": {"steps": 60, "batch": 200, "eval_every": 20, "eval_size": 500,
-                      "test_size": 0, "dtype": "float64"}}
+            "train": {"steps": 100, "batch": 300, "eval_every": 5, "eval_size": 500,
+                      "test_size": 0, "dtype": "float64", "stop_when_solved": True}}
     hf = run(RunConfig(**dict(base, optimizer={"name": "hf", "cg_max": 50},
                               train=dict(base["train"], clip=0.0))), MemorySink(),
              progress=False)
-    assert hf.status == "finished" and hf.final["mse"] < 0.01
-    sgd = run(RunConfig(**dict(base, optimizer={"name": "sgd", "lr": 0.01})), MemorySink(),
+    assert hf.status == "finished" and hf.final["error"] < 0.01
+    sgd = run(RunConfig(**dict(base, optimizer={"name": "sgd", "lr": 0.01},
+                               train=dict(base["train"], steps=hf.step))), MemorySink(),
               progress=False)
-    assert sgd.final["mse"] > 0.1
+    assert sgd.final["error"] > 0.5
 
 
 # ----------------------------------------------------------------------------- cost accounting

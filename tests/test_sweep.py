@@ -305,9 +305,12 @@ def test_a_stopped_driver_resumes_without_losing_or_repeating_a_cell(tmp_path, h
 def test_a_larger_sweep_in_the_same_folder_runs_only_the_new_cells(tmp_path):
     quiet = {"executor": "serial", "progress": False, "report": False, "echo": lambda *_: None}
     first = run_sweep(tiny({"optimizer.lr": [1e-2]}), str(tmp_path), **quiet)
-    second = run_sweep(tiny({"optimizer.lr": [1e-2, 1e-3]}), str(tmp_path), **quiet)
+    wider = tiny({"optimizer.lr": [1e-3, 1e-2]})
+    second = run_sweep(wider, str(tmp_path), **quiet)
     assert len(first.ran) == 2 and second.skipped == 2 and len(second.ran) == 2
     assert not set(first.ran) & set(second.ran)
+    with Store(str(tmp_path), readonly=True) as store:  # listed in the order of the new spec
+        assert [row["cell_id"] for row in store.cells()] == [c.cell_id for c in wider.cells()]
 
 
 def test_one_driver_per_sweep_folder(tmp_path):
@@ -367,7 +370,7 @@ def test_report_files_and_a_report_while_cells_are_pending(tmp_path, capsys):
     code, out, _ = run_main(capsys, ["report", str(tmp_path)])  # nothing finished yet
     assert code == 0 and "4 pending" in out
     run_sweep(spec, str(tmp_path), executor="serial", progress=False, echo=lambda *_: None)
-    for name in ("report.md", "report.csv", "curves-base.png"):
+    for name in ("report.md", "report.csv", "curves-base.png", "cost-base.png"):
         assert os.path.getsize(tmp_path / name) > 0, name
     with open(tmp_path / "report.csv") as f:
         lines = f.read().splitlines()

@@ -354,3 +354,19 @@ def test_no_test_split_without_test_size_or_after_divergence():
                    progress=False)
     assert diverged.status == "diverged" and diverged.test == {}
     assert not [r for r in diverged.history if r["kind"] == "test"]
+
+
+def test_stop_when_solved_ends_at_the_first_evaluation_below_the_threshold():
+    config = small_config(T=5, steps=1500, eval_every=50, lr=0.01, optimizer="adam", hidden=16,
+                          batch=32,
+                          stop_when_solved=True,
+                          test_size=16)
+    result = run(config, MemorySink(), progress=False)
+    evals = [r for r in result.history if r["kind"] == "eval"]
+    assert result.status == "finished" and result.step < 1500
+    assert evals[-1]["step"] == result.step and evals[-1]["mse"] < 0.01
+    assert all(r["mse"] >= 0.01 for r in evals[:-1])
+    assert result.test  # a solved run is finished: its test split is scored
+    longer = run(config.with_overrides({"train.stop_when_solved": False}), MemorySink(),
+                 progress=False)
+    assert longer.step == 1500

@@ -207,3 +207,56 @@ def invariance_gaps(gaps, title):
     ax.grid(True, which="major", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def sweep_curves(curves, baseline, threshold, title, metric="mse"):
+    """Tutorial 05, section 5: validation learning curves of a sweep's selected groups, one line
+    per optimizer with a band. ``curves[label] = (steps, median, q25, q75)``, the median and the
+    25th/75th percentiles across seeds at each evaluation step (log scale)."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for label, (steps, median, low, high) in curves.items():
+        line, = ax.plot(steps, median, lw=1.6, label=label)
+        ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, lw=0)
+    if baseline is not None:
+        ax.axhline(baseline, color="0.4", ls="--", lw=1, label=f"trivial baseline {baseline:.3g}")
+    if threshold is not None:
+        ax.axhline(threshold, color="tab:green", ls=":", lw=1.2,
+                   label=f"solved: < {threshold:g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"validation {metric}\n(median across seeds, 25-75 % band)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def sweep_heatmap(values, rows, cols, selected, title, metric="mse"):
+    """Tutorial 05, section 5: a sweep's median validation metric over (optimizer x learning
+    rate), log colour scale; ``values[i, j]`` is +inf where the median seed diverged or failed
+    (drawn grey, "inf"), ``selected[i]`` the column chosen for row i (outlined)."""
+    from matplotlib.colors import LogNorm
+
+    values = np.asarray(values, dtype=float)
+    finite = np.isfinite(values)
+    fig, ax = plt.subplots(figsize=(1.6 * len(cols) + 3.2, 0.55 * len(rows) + 1.9))
+    ax.set_facecolor("0.85")
+    shown = np.ma.masked_invalid(np.where(finite, values, np.nan))
+    norm = LogNorm(vmin=values[finite].min(), vmax=values[finite].max()) \
+        if finite.any() else None
+    image = ax.imshow(shown, cmap="viridis_r", norm=norm, aspect="auto")
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            text = f"{values[i, j]:.3g}" if finite[i, j] else "inf"
+            dark = finite[i, j] and norm is not None and norm(values[i, j]) > 0.55
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if dark else "black")
+        ax.add_patch(matplotlib.patches.Rectangle((selected[i] - 0.46, i - 0.46), 0.92, 0.92,
+                                                  fill=False, ec="tab:red", lw=2.2))
+    ax.set_xticks(range(len(cols)), [f"lr={c:g}" for c in cols])
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=ax, label=f"median validation {metric}")
+    fig.tight_layout()
+    return fig

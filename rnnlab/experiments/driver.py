@@ -104,6 +104,13 @@ def run_sweep(spec, folder: str, *, executor: str = "local", workers: int | None
         Write the report at the end.
     echo : callable
         Where the one-line messages go.
+
+    Notes
+    -----
+    The local pool starts its workers with "spawn", which imports the calling script's main
+    module again in each worker: a script that calls ``run_sweep(..., executor="local")`` must
+    do so under ``if __name__ == "__main__":`` (as with any ``multiprocessing`` pool), or each
+    worker would start the sweep again. Notebooks and ``python -m rnnlab`` need nothing.
     """
     started = time.perf_counter()
     cells = spec.cells()

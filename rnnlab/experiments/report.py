@@ -7,8 +7,9 @@ are counted, not guessed) and writes into the folder:
     Two tables. *Selected*: for each setting of the axes other than the selected ones (by
     default ``optimizer.lr``: one row per optimizer, per task length, ...), the value of the
     selected axes whose group has the best median **validation** metric at the end of training
-    (cells that diverged or failed count as the worst value), as the papers chose learning rates
-    on held-out data; its **test** metric is reported. *All groups*: every group of cells that
+    (cells that diverged or failed count as the worst value); its **test** metric is reported.
+    (The Path-SGD paper grid-searches the learning rate without naming the split it chose on;
+    rnnlab chooses on validation and reports test, so the choice never sees the test set.) *All groups*: every group of cells that
     differ only in seed.
 ``report.csv``
     The all-groups table, one row per group, with a ``selected`` column.
@@ -16,6 +17,9 @@ are counted, not guessed) and writes into the folder:
     Per setting of the remaining axes (``task.T=100``, ...), the validation metric against
     step of each selected group: the median across seeds and a band from the 25th to the 75th
     percentile, with the trivial baseline and the solved threshold.
+``cost-<setting>.png``
+    The same groups' training loss and validation metric against the forward-pass
+    equivalents P_D and P_I (:func:`rnnlab.train.plots.cost_curves_figure`), one seed each.
 
 Columns: ``n`` seeds; ``test median`` and ``test IQR`` (25th-75th percentile) over the cells
 that finished; ``test best`` (the best seed: the paper's IRNN protocol kept the best of ten
@@ -34,6 +38,7 @@ import warnings
 
 import numpy as np
 
+from ..train.plots import cost_curves_figure
 from .store import Store
 from .sweep import _text, axes_label
 
@@ -246,6 +251,20 @@ def _write_curves(folder: str, groups: list, best: dict, select: tuple) -> list:
             path = os.path.join(folder, f"curves-{slug}.png")
             fig.savefig(path, dpi=110)
             paths.append(path)
+            # against forward-pass equivalents (Krause et al.): each group's first seed
+            runs = {}
+            for g in members:
+                done = [c for c in g["cells"] if c["status"] != "pending"]
+                if done:
+                    runs[axes_label(g["axes"], tuple(k for k in g["axes"]
+                                                     if k not in overlaid))] = \
+                        store.history(done[0]["cell_id"])
+            if any(r.get("P_D") for h in runs.values() for r in h):
+                path = os.path.join(folder, f"cost-{slug}.png")
+                cost_curves_figure(runs, metric, members[0]["baseline"],
+                                   f"{key} (the first seed of each)").savefig(
+                    path, dpi=110)
+                paths.append(path)
     return paths
 
 

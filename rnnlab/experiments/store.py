@@ -11,10 +11,12 @@ Tables
     One row per cell: ``cell_id`` (primary key), ``group_id`` (the cells differing only in
     seed), ``position`` (order in the sweep file), ``label`` and ``axes`` (JSON: axis -> value),
     ``config`` (JSON, the complete run config), ``seed``, ``task``, ``model``, ``optimizer``,
-    ``lr``; ``status`` (pending, done, diverged, failed), ``step`` (steps completed), ``reason``
+    ``lr``; ``status`` (pending, done, diverged, failed), ``step`` (steps completed: a cell
+    that diverged did so at step + 1, as its "diverged" history record says), ``reason``
     (why it diverged or failed), ``error`` (the exception, for failed cells); ``metric`` (the
     task's headline metric), ``final_metric`` and ``best_metric`` (validation split: last and
-    best evaluation), ``test_metric`` (test split, finished cells), ``threshold`` and
+    best evaluation; for a diverged cell, its last good evaluation: filter on ``status``),
+    ``test_metric`` (test split, done cells only), ``threshold`` and
     ``steps_to_threshold`` (first evaluation step that reached it), ``baseline``; ``seconds``
     (the run's own wall time), ``host``, ``pid``, ``finished_at`` (UTC), ``final`` and ``test``
     (JSON: every metric).
@@ -143,14 +145,19 @@ class Store:
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))))
 
     def add_cells(self, cells) -> None:
-        """Insert cells not held yet as pending (cells already held keep their results)."""
+        """Insert cells not held yet as pending (cells already held keep their results). Cells of
+        an earlier spec that this one lacks keep their place after this spec's."""
         rows = [(c.cell_id, c.group_id, position, c.label, json.dumps(c.axes),
                  json.dumps(c.config.to_dict()), c.seed, c.config.task["name"],
                  c.config.model["name"], c.config.optimizer["name"],
                  c.config.optimizer.get("lr")) for position, c in enumerate(cells)]
+        # a cell already held keeps its results; its position and label follow this spec,
+        # so reports list cells in the order of the sweep file last run
         self._write(lambda db: db.executemany(
-            "INSERT OR IGNORE INTO cells (cell_id, group_id, position, label, axes, config, "
-            "seed, task, model, optimizer, lr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows))
+            "INSERT INTO cells (cell_id, group_id, position, label, axes, config, seed, task, "
+            "model, optimizer, lr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT "
+            "(cell_id) DO UPDATE SET position = excluded.position, label = excluded.label, "
+            "axes = excluded.axes", rows))
 
     def record(self, cell_id: str, outcome: dict) -> None:
         """A cell's outcome (from :func:`rnnlab.experiments.executors.run_cell`) and its

@@ -79,10 +79,14 @@ def _overrides(entries) -> dict:
 
 
 def _run(args, spec_name: str, overrides: dict, out: str) -> int:
+    from .sweep import read_spec
+    return _execute(args, read_spec(spec_name, {**overrides, **_overrides(args.set)}), out)
+
+
+def _execute(args, spec, out: str, after=None) -> int:
+    """Run (or, with --dry-run, list) ``spec`` into ``out``; ``after(out)`` prints more."""
     from .driver import run_sweep
     from .store import FINAL, STORE_FILE, Store
-    from .sweep import read_spec
-    spec = read_spec(spec_name, {**overrides, **_overrides(args.set)})
     if args.dry_run:
         held = {}
         if os.path.isfile(os.path.join(out, STORE_FILE)):
@@ -101,6 +105,8 @@ def _run(args, spec_name: str, overrides: dict, out: str) -> int:
     if result.report:
         with open(result.report, encoding="utf-8") as f:
             print(f.read())
+    if after is not None:
+        after(out)
     print(result.summary())
     if result.stopped:
         print(f"rnnlab: sweep stopped ({result.stopped}); every finished cell is kept in "
@@ -126,11 +132,52 @@ def main_compare(args) -> int:
     return _run(args, COMPARE_PRESET, overrides, args.out or os.path.join("runs", "compare"))
 
 
+def add_pathological_arguments(p) -> None:
+    from .pathological import OPTIMIZERS, PROBLEMS
+    p.add_argument("--problems", nargs="+", choices=PROBLEMS, default=list(PROBLEMS),
+                   metavar="PROBLEM", help=f"problems (default: all: {', '.join(PROBLEMS)})")
+    p.add_argument("--lengths", nargs="+", type=int_at_least(2), default=[30, 50],
+                   metavar="T", help="nominal lengths (default: 30 50; the paper: 30 50 100 200)")
+    p.add_argument("--seeds", type=int_at_least(1), default=5, metavar="N",
+                   help="runs per cell, seeds 0..N-1 (default 5, as the paper)")
+    p.add_argument("--optimizers", nargs="+", choices=list(OPTIMIZERS),
+                   default=["hf-structural", "psgd"], metavar="OPT",
+                   help=f"optimizers (default: hf-structural psgd; all: {', '.join(OPTIMIZERS)})")
+    p.add_argument("--steps", nargs="+", default=[], metavar="OPT=N",
+                   help="iteration budget per optimizer, e.g. psgd=20000 (defaults: "
+                        "rnnlab/experiments/pathological.py TRAINING)")
+    p.add_argument("--hidden", type=int_at_least(1), default=100,
+                   help="hidden units (default 100, as the sources)")
+    _add_run_arguments(p, "the sweep folder (default: runs/pathological)")
+
+
+def main_pathological(args) -> int:
+    from .pathological import format_tables, suite_spec
+    from .store import Store
+    steps = {}
+    for entry in args.steps:
+        label, sep, text = entry.partition("=")
+        if not sep or not text.strip().isdigit() or int(text) < 1:
+            raise ConfigError(f"--steps needs OPT=N with N >= 1 (e.g. psgd=20000); got {entry!r}")
+        steps[label.strip()] = int(text)
+    spec = suite_spec(args.problems, args.lengths, range(args.seeds), args.optimizers,
+                      args.hidden, steps)
+
+    def tables(out):
+        with Store(out, readonly=True) as store:
+            text = format_tables(store.cells())
+        with open(os.path.join(out, "pathological.md"), "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        print(text)
+    return _execute(args, spec, args.out or os.path.join("runs", "pathological"), tables)
+
+
 def main_report(args) -> int:
     from .report import write_report
     write_report(args.folder, echo=None if args.quiet else print)
     return 0
 
 
-__all__ = ["add_compare_arguments", "add_report_arguments", "add_sweep_arguments",
-           "main_compare", "main_report", "main_sweep"]
+__all__ = ["add_compare_arguments", "add_pathological_arguments", "add_report_arguments",
+           "add_sweep_arguments", "main_compare", "main_pathological", "main_report",
+           "main_sweep"]

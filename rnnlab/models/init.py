@@ -16,12 +16,18 @@ np-rnn      A ~ N(0,1)^{HxH}, R = A^T A / H, W_rec = gain * (R + I) / lambda_max
             (Talathi & Vartak 2015: symmetric positive definite, largest eigenvalue = gain)
 uniform     every weight U(-scale, scale), W_rec additionally times gain
 glorot      W_rec = gain * U(-sqrt(6 / 2H), sqrt(6 / 2H))
+sparse      every matrix, input and output included: each row (unit) keeps min(15, fan_in)
+            nonzero incoming weights N(0, 1) / sqrt(15) at random columns, the rest 0; W_rec
+            times gain (Martens 2010's sparse initialisation, with the scale of Martens &
+            Sutskever 2011's code; that code also multiplies the input weights by 0.25, which
+            rnnlab does not apply)
 """
 from __future__ import annotations
 
 import numpy as np
 
-INITS = ("identity", "orthogonal", "np-rnn", "uniform", "glorot")
+INITS = ("identity", "orthogonal", "np-rnn", "uniform", "glorot", "sparse")
+SPARSE_FAN_IN = 15
 
 
 def glorot_uniform(rng: np.random.Generator, fan_out: int, fan_in: int) -> np.ndarray:
@@ -34,6 +40,16 @@ def orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
     """A Haar-distributed (n, n) orthogonal matrix (QR of a Gaussian, signs of diag(R) fixed)."""
     q, r = np.linalg.qr(rng.standard_normal((n, n)))
     return q * np.sign(np.diag(r))
+
+
+def sparse(rng: np.random.Generator, fan_out: int, fan_in: int) -> np.ndarray:
+    """(fan_out, fan_in) weights with min(15, fan_in) nonzero N(0, 1/15) entries per row."""
+    w = np.zeros((fan_out, fan_in))
+    keep = min(SPARSE_FAN_IN, fan_in)
+    for row in w:
+        columns = rng.choice(fan_in, size=keep, replace=False)
+        row[columns] = rng.standard_normal(keep) / np.sqrt(SPARSE_FAN_IN)
+    return w
 
 
 def np_rnn(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -55,6 +71,8 @@ def recurrent_matrix(init: str, rng: np.random.Generator, n: int, gain: float, s
         w = rng.uniform(-scale, scale, size=(n, n))
     elif init == "glorot":
         w = glorot_uniform(rng, n, n)
+    elif init == "sparse":
+        w = sparse(rng, n, n)
     else:
         raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
     return gain * w
@@ -65,4 +83,6 @@ def feedforward_matrix(init: str, rng: np.random.Generator, fan_out: int, fan_in
     """A float64 (fan_out, fan_in) input or output matrix for scheme ``init``."""
     if init in ("identity", "uniform"):
         return rng.uniform(-scale, scale, size=(fan_out, fan_in))
+    if init == "sparse":
+        return sparse(rng, fan_out, fan_in)
     return glorot_uniform(rng, fan_out, fan_in)

@@ -6,9 +6,19 @@ one ``TASKS.register(name, Class)`` line here.
 from ..options import Registry
 from .adding import AddingProblem
 from .base import Task
+from .pathological import (Addition, Memory5, Memory20, Multiplication, RandomPermutation,
+                           TemporalOrder2, TemporalOrder3, Xor)
 
 TASKS = Registry("task")
 TASKS.register("adding", AddingProblem)
+TASKS.register("addition", Addition)
+TASKS.register("multiplication", Multiplication)
+TASKS.register("xor", Xor)
+TASKS.register("order2", TemporalOrder2)
+TASKS.register("order3", TemporalOrder3)
+TASKS.register("permutation", RandomPermutation)
+TASKS.register("memory5", Memory5)
+TASKS.register("memory20", Memory20)
 
 
 def make_task(name: str, dtype=None, **options) -> Task:
@@ -17,4 +27,6 @@ def make_task(name: str, dtype=None, **options) -> Task:
     return TASKS.get(name)(**TASKS.resolve(name, options), dtype=dtype)
 
 
-__all__ = ["AddingProblem", "TASKS", "Task", "make_task"]
+__all__ = ["AddingProblem", "Addition", "Memory20", "Memory5", "Multiplication",
+           "RandomPermutation", "TASKS", "Task", "TemporalOrder2", "TemporalOrder3", "Xor",
+           "make_task"]

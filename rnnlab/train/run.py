@@ -383,6 +383,9 @@ def run(config: RunConfig, sink=None, *, resume: bool = False, progress: bool | 
                     log_eval(window)
                     window = []
                     bar.set_postfix(loss=f"{history[-2]['loss']:.4g}")
+                    if t["stop_when_solved"] and task.solved(history[-1].get(task.metric_name)):
+                        save_checkpoint()
+                        break
                 interval = t["checkpoint_every"] or t["eval_every"]
                 if (step % interval == 0 or step == t["steps"]) and not save_checkpoint():
                     status, reason = "diverged", "the parameters or optimizer state are not finite"
