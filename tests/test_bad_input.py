@@ -106,7 +106,7 @@ def test_bad_sizes(field, value, message):
 @pytest.mark.parametrize("kwargs,message", [
     ({"activation": "sigmoid"}, r"activation must be one of relu, tanh, identity; "
                                 r"got 'sigmoid'"),
-    ({"init": "xavier"}, r"init must be one of identity, orthogonal, np-rnn, uniform, glorot; "
+    ({"init": "xavier"}, r"init must be one of identity, orthogonal, np-rnn, uniform, glorot, sparse; "
                          r"got 'xavier'"),
     ({"outputs": "all"}, r"outputs must be one of every, last, masked; got 'all'"),
     ({"bias": 1}, r"bias must be True or False; got 1"),

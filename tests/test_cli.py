@@ -203,3 +203,14 @@ def test_kappa_table_subcommand_writes_its_files(capsys, tmp_path):
     assert "kappa2" in stdout
     for name in ("kappa_table.md", "kappa_table.csv", "kappa_table.png"):
         assert (tmp_path / name).stat().st_size > 0, name
+
+
+def test_every_option_name_belongs_to_one_section():
+    """An option name that two sections use loses its flag (only --set reaches it): PSGD's
+    seed once took --seed from the training settings, its init_scale --init-scale from the
+    Elman model."""
+    from rnnlab.cli import _declared_options
+    shared = {name: sorted({section for section, _, _ in entries})
+              for name, entries in _declared_options().items()
+              if len({section for section, _, _ in entries}) > 1}
+    assert shared == {}

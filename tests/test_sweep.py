@@ -461,3 +461,32 @@ def test_ctrl_c_in_a_serial_sweep_stops_the_sweep_not_just_the_cell(tmp_path, mo
                        progress=False, report=False, echo=lambda *_: None)
     assert result.stopped == "interrupted" and len(result.ran) == 1
     assert result.counts == {"done": 1, "pending": 3}
+
+
+def test_a_cell_runs_with_every_blas_limited_scipys_included(tmp_path):
+    """threadpoolctl limits the libraries loaded when it is called: scipy's wheels bring an
+    OpenBLAS of their own (PSGD's triangular solves use it), which must be limited too. In a
+    fresh interpreter, as a worker starts (here scipy is loaded by other tests already)."""
+    config = tiny({"optimizer.lr": [1e-2]}, seeds=(0,)).cells()[0].config.to_dict()
+    code = f"""
+import json, sys
+import rnnlab.train
+from threadpoolctl import threadpool_info
+from rnnlab.experiments.executors import run_cell
+assert "scipy" not in sys.modules
+seen = {{}}
+def spy(config, sink, progress=None):
+    seen["pools"] = [(p["filepath"], p["num_threads"]) for p in threadpool_info()
+                     if p["user_api"] == "blas"]
+    raise RuntimeError("stop here")
+rnnlab.train.run = spy
+outcome = run_cell({{"config": {config!r}, "blas_threads": 1}})
+print(json.dumps([outcome["error"], seen["pools"]]))
+"""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, check=True)
+    error, pools = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "stop here" in error
+    assert pools and all(n == 1 for _, n in pools), pools
+    assert any("scipy" in path for path, _ in pools), pools

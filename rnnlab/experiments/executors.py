@@ -43,6 +43,9 @@ def run_cell(payload: dict) -> dict:
     ``metric``, ``threshold``, ``better``, ``baseline``, ``seconds`` (the run's own wall time),
     ``host`` and ``pid``.
     """
+    # scipy's wheels bring an OpenBLAS of their own: loaded before the limit so that the limit
+    # reaches it too (threadpoolctl limits only the libraries loaded when it is called)
+    import scipy.linalg  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     from ..config import RunConfig

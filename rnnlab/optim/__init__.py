@@ -9,6 +9,7 @@ from .clip import clip_grad_norm
 from .gsgd import GSGD
 from .hessian_free import HessianFree
 from .path_sgd import PathAdam, PathSGD
+from .psgd import PSGD
 from .sgd import SGD
 
 # The registry: one line per optimizer, in the order help texts list them.
@@ -18,6 +19,7 @@ OPTIMIZERS.register("path-sgd", PathSGD)
 OPTIMIZERS.register("path-adam", PathAdam)
 OPTIMIZERS.register("gsgd", GSGD)
 OPTIMIZERS.register("hf", HessianFree)
+OPTIMIZERS.register("psgd", PSGD)
 
 
 def make_optimizer(name: str, **hyperparameters) -> Optimizer:
@@ -26,4 +28,4 @@ def make_optimizer(name: str, **hyperparameters) -> Optimizer:
 
 
 __all__ = ["Adam", "GSGD", "HessianFree", "NEEDS", "OPTIMIZERS", "Optimizer", "PathAdam",
-           "PathSGD", "SGD", "clip_grad_norm", "make_optimizer"]
+           "PathSGD", "PSGD", "SGD", "clip_grad_norm", "make_optimizer"]

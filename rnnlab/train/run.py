@@ -343,9 +343,10 @@ def run(config: RunConfig, sink=None, *, resume: bool = False, progress: bool | 
                          "loss": sum(w["loss"] for w in window) / len(window),
                          "grad_norm": max(w["grad_norm"] for w in window)}
                 opt_keys = dict.fromkeys(k for w in window for k in w["optimizer"])
-                if opt_keys:
-                    entry["optimizer"] = {k: sum(w["optimizer"].get(k, 0.0) for w in window)
-                                          / len(window) for k in opt_keys}
+                if opt_keys:  # each metric averaged over the steps that report it
+                    entry["optimizer"] = {
+                        k: sum(w["optimizer"][k] for w in window if k in w["optimizer"])
+                        / sum(k in w["optimizer"] for w in window) for k in opt_keys}
                 entry.update(spent)
                 record(entry)
             record({"kind": "eval", "step": step, **metrics})
