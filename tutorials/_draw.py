@@ -260,3 +260,64 @@ def sweep_heatmap(values, rows, cols, selected, title, metric="mse"):
     fig.colorbar(image, ax=ax, label=f"median validation {metric}")
     fig.tight_layout()
     return fig
+
+
+def cg_model_values(values, minimum, stop, kept, title):
+    """Tutorial 06, section 2: the quadratic model value M(x_i) per CG iteration, as the gap
+    M(x_i) - M* to its minimum (log scale) and as M(x_i) itself; ``stop`` is the iteration where
+    Martens' rule stops, ``kept`` the iterations whose iterates CG backtracking would keep."""
+    values = np.asarray(values, dtype=float)
+    its = np.arange(1, values.size + 1)
+    kept = [i for i in kept if 1 <= i <= values.size]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    gap = np.maximum(values - minimum, 1e-16 * abs(minimum))
+    for ax, curve, label in ((axes[0], values, "M(x_i)"),
+                             (axes[1], gap, "M(x_i) - M*")):
+        ax.plot(its, curve, "-", color="tab:blue", lw=1.4, label=label)
+        ax.plot(kept, curve[np.asarray(kept) - 1], "o", color="tab:blue", ms=4,
+                label="stored for backtracking (iterations ceil(1.3^j))")
+        ax.axvline(stop, color="tab:red", ls="--", lw=1.2,
+                   label=f"Martens' rule, tol 5e-4: stops at i = {stop}")
+        ax.set_xlabel("CG iteration i (products with A)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].axhline(minimum, color="0.4", ls=":", lw=1, label=f"M* = {minimum:.4g} (solve)")
+    axes[0].set_ylabel("quadratic model value")
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("distance to the minimum of the model")
+    axes[0].legend(fontsize=8, loc="upper right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def curves_by_update(runs, baseline, threshold, title, metric="error", floor=1e-3):
+    """Tutorial 06, section 3: training loss and validation ``metric`` against updates, one line
+    per run (``runs``: label -> history records of ``rnnlab.train.run``), with the trivial
+    baseline and the solved threshold on the metric panel (log scales; a metric of 0 is drawn
+    at ``floor`` with an open marker)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for label, records in runs.items():
+        train = [r for r in records if r["kind"] == "train"]
+        evals = [r for r in records if r["kind"] == "eval" and metric in r and r["step"] > 0]
+        line, = axes[0].plot([r["step"] for r in train], [r["loss"] for r in train],
+                             label=label)
+        steps = np.array([r["step"] for r in evals])
+        values = np.array([r[metric] for r in evals])
+        axes[1].plot(steps, np.maximum(values, floor), label=label, color=line.get_color(),
+                     marker="o", markersize=2.5)
+        zero = values <= 0
+        if zero.any():
+            axes[1].plot(steps[zero], np.full(zero.sum(), floor), "o", mfc="white", ms=6,
+                         color=line.get_color(), label=f"{label}: {metric} 0 (drawn at {floor:g})")
+    axes[1].axhline(baseline, color="0.4", ls="--", lw=1, label=f"trivial baseline {baseline:.3g}")
+    axes[1].axhline(threshold, color="tab:green", ls=":", lw=1.2, label=f"solved: < {threshold:g}")
+    for ax, ylabel in zip(axes, ("training loss (mean since last log)", f"validation {metric}")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("updates (log scale)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

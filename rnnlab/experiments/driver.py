@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..train.sinks import environment, lock_folder
 from .executors import make_executor
+from .report import write_report  # at import: a sweep of hours ends with the code it began
 from .store import FINAL, Store
 
 
@@ -138,7 +139,6 @@ def run_sweep(spec, folder: str, *, executor: str = "local", workers: int | None
         result = SweepResult(folder, len(cells), ran, skipped, counts, lost, stopped,
                              time.perf_counter() - started)
         if report:
-            from .report import write_report
             result.report = write_report(folder)
     finally:
         lock.close()
