@@ -120,19 +120,13 @@ class Batch:
             ``x[a:b]`` (a view), the targets and mask for those steps, and ``state``.
         """
         validate.choice("outputs", outputs, OUTPUT_MODES)
-        T = self.T
-        integers = all(isinstance(i, numbers.Integral) and not isinstance(i, bool)
-                       for i in (a, b))
-        if not (integers and 0 <= a < b <= T):
-            raise ConfigError(f"chunk bounds must be integers with 0 <= a < b <= T = {T}; "
-                              f"got a={a!r}, b={b!r}")
+        _check_bounds("chunk", a, b, "T", self.T)
         if outputs == "last":
             targets, mask = self.targets, self.mask
         else:
             targets = self.targets[int(a):int(b)]
             mask = None if self.mask is None else self.mask[int(a):int(b)]
         return Batch(self.x[int(a):int(b)], targets, mask, state)
-
 
     def rows(self, a: int, b: int, outputs: str) -> "Batch":
         """The sequences [a, b) of the batch (Hessian-free's curvature and backtracking
@@ -143,17 +137,20 @@ class Batch:
         sliced along the first axis of every array in it (B comes first in every state).
         """
         validate.choice("outputs", outputs, OUTPUT_MODES)
-        B = self.B
-        integers = all(isinstance(i, numbers.Integral) and not isinstance(i, bool)
-                       for i in (a, b))
-        if not (integers and 0 <= a < b <= B):
-            raise ConfigError(f"row bounds must be integers with 0 <= a < b <= B = {B}; "
-                              f"got a={a!r}, b={b!r}")
+        _check_bounds("row", a, b, "B", self.B)
         rows = slice(int(a), int(b))
         along = (rows,) if outputs == "last" else (slice(None), rows)
         return Batch(self.x[:, rows], self.targets[along],
                      None if self.mask is None else self.mask[along],
                      _slice_state(self.state, rows))
+
+
+def _check_bounds(what: str, a, b, name: str, n: int) -> None:
+    """Integers with 0 <= a < b <= n, or a ConfigError naming the bounds."""
+    integers = all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in (a, b))
+    if not (integers and 0 <= a < b <= n):
+        raise ConfigError(f"{what} bounds must be integers with 0 <= a < b <= {name} = {n}; "
+                          f"got a={a!r}, b={b!r}")
 
 
 def _slice_state(state, rows):
