@@ -31,7 +31,7 @@ def run_main(capsys, argv):
     (["train", "--T", "0"], ["--T", ">= 2"]),
     (["train", "--hidden", "0"], ["--hidden", ">= 1"]),
     (["train", "--task", "copying"], ["--task", "adding"]),
-    (["train", "--model", "lstm"], ["--model", "elman"]),
+    (["train", "--model", "transformer"], ["--model", "elman", "lstm"]),
     (["train", "--optimizer", "rmsprop"], ["--optimizer", "sgd", "adam"]),
     (["train", "--init", "zeros"], ["--init", "identity", "orthogonal"]),
     (["train", "--activation", "sigmoid"], ["--activation", "relu", "tanh"]),

@@ -5,10 +5,15 @@ protocol every model follows is in :mod:`rnnlab.models.base`.
 """
 from .base import MODELS, OUTPUT_MODES, RecurrentModel, make_model
 from .elman import ACTIVATIONS, ElmanCache, ElmanRNN, ElmanSpec
+from .gru import GRU, GRUCache, GRUSpec
 from .init import INITS
+from .lstm import LSTM, LSTMCache, LSTMSpec
 
 # The registry: one line per model.
 MODELS.register("elman", ElmanRNN)
+MODELS.register("lstm", LSTM)
+MODELS.register("gru", GRU)
 
 __all__ = ["ACTIVATIONS", "INITS", "MODELS", "OUTPUT_MODES", "ElmanCache", "ElmanRNN",
-           "ElmanSpec", "RecurrentModel", "make_model"]
+           "ElmanSpec", "GRU", "GRUCache", "GRUSpec", "LSTM", "LSTMCache", "LSTMSpec",
+           "RecurrentModel", "make_model"]

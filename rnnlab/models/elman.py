@@ -644,6 +644,8 @@ class ElmanRNN:
                 propagate(d)
 
     # ------------------------------------------------------------------ structural damping
+    structural_form = "matching"  # Hessian-free's default form for this model (MS11's)
+
     def structural_damping(self, r_hidden, cache: ElmanCache, form: str = "matching"):
         """The ``d_hidden`` that adds structural damping (Martens & Sutskever 2011) of strength
         1 to a Gauss-Newton product: the Gauss-Newton matrix of a penalty on the change of the

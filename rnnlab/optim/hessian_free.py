@@ -85,8 +85,9 @@ class HessianFree(Optimizer):
                       minimum=0),
         Option.number("structural_damping", 0.03, "structural damping mu, a ratio to lambda "
                       "(0: none)", minimum=0, inclusive=True),
-        Option.choice("structural_form", "matching", "matching: MS11's matching-loss penalty; "
-                      "hidden: 1/2 ||R h_t||^2", ("matching", "hidden")),
+        Option.choice("structural_form", "auto", "matching: MS11's matching-loss penalty; "
+                      "hidden: 1/2 ||R h_t||^2; auto: the model's own default (matching for "
+                      "the Elman RNN, hidden for gated cells)", ("auto", "matching", "hidden")),
         Option.integer("cg_max", 250, "most CG iterations per update", minimum=1),
         Option.number("cg_tol", 5e-4, "Martens' relative-progress tolerance (0: run to "
                       "cg_max)", minimum=0, inclusive=True),
@@ -112,13 +113,15 @@ class HessianFree(Optimizer):
         ls_rows = (2 * Bc, 3 * Bc) if B >= 3 * Bc else None
         lam = float(self.state.get("damping", hp["damping"]))
         mu = hp["structural_damping"]
+        form = hp["structural_form"]
+        if form == "auto":
+            form = getattr(model, "structural_form", "hidden")
         structural = lam * mu / (T * Bc) if mu else 0.0
         products = {"n": 0}
 
         def damped(v):
             products["n"] += 1
-            gv = gvp(params, v, rows=c_rows, structural=structural,
-                     structural_form=hp["structural_form"])
+            gv = gvp(params, v, rows=c_rows, structural=structural, structural_form=form)
             return {k: gv[k] + lam * v[k] for k in gv}
 
         warm = self.state.get("warm")

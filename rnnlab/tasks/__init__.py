@@ -6,8 +6,10 @@ one ``TASKS.register(name, Class)`` line here.
 from ..options import Registry
 from .adding import AddingProblem
 from .base import Task
+from .mnist import SequentialMNIST
 from .pathological import (Addition, Memory5, Memory20, Multiplication, RandomPermutation,
                            TemporalOrder2, TemporalOrder3, Xor)
+from .text import PTBChar
 
 TASKS = Registry("task")
 TASKS.register("adding", AddingProblem)
@@ -19,6 +21,8 @@ TASKS.register("order3", TemporalOrder3)
 TASKS.register("permutation", RandomPermutation)
 TASKS.register("memory5", Memory5)
 TASKS.register("memory20", Memory20)
+TASKS.register("smnist", SequentialMNIST)
+TASKS.register("ptb-char", PTBChar)
 
 
 def make_task(name: str, dtype=None, **options) -> Task:
@@ -28,5 +32,5 @@ def make_task(name: str, dtype=None, **options) -> Task:
 
 
 __all__ = ["AddingProblem", "Addition", "Memory20", "Memory5", "Multiplication",
-           "RandomPermutation", "TASKS", "Task", "TemporalOrder2", "TemporalOrder3", "Xor",
-           "make_task"]
+           "PTBChar", "RandomPermutation", "SequentialMNIST", "TASKS", "Task", "TemporalOrder2",
+           "TemporalOrder3", "Xor", "make_task"]
