@@ -300,7 +300,7 @@ def test_run_ids_tell_configs_apart_but_not_their_lengths():
     ("optimizer.lr", 0.0, "lr must be a finite number > 0"),
     ("optimizer.lr", -1.0, "lr must be a finite number > 0"),
     ("task", "copying", "task must be one of adding"),
-    ("model", "lstm", "model must be one of elman"),
+    ("model", "transformer", "model must be one of elman, lstm, gru"),
     ("optimizer", "rmsprop", "optimizer must be one of"),
     ("model.init", "zeros", "init must be one of identity"),
     ("train.backend", "jax", "backend must be one of numpy, cupy"),
