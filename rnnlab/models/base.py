@@ -38,6 +38,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from .. import validate
+from ..errors import ConfigError
 from ..options import Registry
 
 OUTPUT_MODES = ("every", "last", "masked")
@@ -58,6 +59,36 @@ class RecurrentModel(Protocol):
     def backward(self, params: dict, dy, cache, d_final_state=None, d_hidden=None): ...
 
     def rop(self, params: dict, v: dict, cache): ...
+
+
+class StackedSpec:
+    """What the specs of stacked recurrent models share (a mixin for their frozen dataclasses
+    with fields ``n_in``, ``hidden``, ``n_out``, ``bias`` and ``outputs``): the checks of those
+    fields and the layer views."""
+
+    def _check_stack(self) -> None:
+        """Validate the shared fields; ``hidden`` becomes a tuple of widths."""
+        validate.positive_int("n_in", self.n_in)
+        validate.positive_int("n_out", self.n_out)
+        hidden = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
+        if not hidden:
+            raise ConfigError("hidden must list at least one layer width; got ()")
+        for width in hidden:
+            validate.positive_int("hidden", width)
+        object.__setattr__(self, "hidden", hidden)
+        validate.choice("outputs", self.outputs, OUTPUT_MODES)
+        if not isinstance(self.bias, bool):
+            raise ConfigError(f"bias must be True or False; got {self.bias!r}")
+
+    @property
+    def layers(self) -> int:
+        """The number d of hidden layers."""
+        return len(self.hidden)
+
+    @property
+    def widths(self) -> tuple:
+        """The widths of the recurrent layers (the model protocol's name for ``hidden``)."""
+        return self.hidden
 
 
 def make_model(kind: str, n_in: int, n_out: int, outputs: str = "last", *, seed: int = 0,

@@ -32,7 +32,7 @@ from .. import backend, validate
 from ..errors import ConfigError
 from ..options import Option
 from . import init as inits
-from .base import OUTPUT_MODES
+from .base import StackedSpec
 
 ACTIVATIONS = ("relu", "tanh", "identity")
 
@@ -106,7 +106,7 @@ def _check_arrays(arrays):
 
 
 @dataclasses.dataclass(frozen=True)
-class ElmanSpec:
+class ElmanSpec(StackedSpec):
     """The structure of a stacked Elman RNN, readable without running it.
 
     Attributes
@@ -134,28 +134,8 @@ class ElmanSpec:
     kind = "elman"  # the registry name (a class attribute, not a field)
 
     def __post_init__(self):
-        validate.positive_int("n_in", self.n_in)
-        validate.positive_int("n_out", self.n_out)
-        hidden = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
-        if not hidden:
-            raise ConfigError("hidden must list at least one layer width; got ()")
-        for width in hidden:
-            validate.positive_int("hidden", width)
-        object.__setattr__(self, "hidden", hidden)
+        self._check_stack()
         validate.choice("activation", self.activation, ACTIVATIONS)
-        validate.choice("outputs", self.outputs, OUTPUT_MODES)
-        if not isinstance(self.bias, bool):
-            raise ConfigError(f"bias must be True or False; got {self.bias!r}")
-
-    @property
-    def layers(self) -> int:
-        """The number d of hidden layers."""
-        return len(self.hidden)
-
-    @property
-    def widths(self) -> tuple:
-        """The widths of the recurrent layers (the model protocol's name for ``hidden``)."""
-        return self.hidden
 
     def param_shapes(self) -> dict:
         """Parameter names and shapes, in the model's fixed order."""

@@ -49,7 +49,7 @@ from .. import backend, validate
 from ..errors import ConfigError
 from ..options import Option
 from . import init as inits
-from .base import OUTPUT_MODES
+from .base import StackedSpec
 from .elman import _check_hidden, _parse_hidden
 
 GATES = 4  # i, f, g, o
@@ -67,7 +67,7 @@ def _sigmoid_(a):
 
 
 @dataclasses.dataclass(frozen=True)
-class LSTMSpec:
+class LSTMSpec(StackedSpec):
     """The structure of a stacked LSTM, readable without running it.
 
     Attributes
@@ -91,25 +91,7 @@ class LSTMSpec:
     gates = GATES  # gate blocks per layer (class attributes, not fields)
 
     def __post_init__(self):
-        validate.positive_int("n_in", self.n_in)
-        validate.positive_int("n_out", self.n_out)
-        hidden = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
-        if not hidden:
-            raise ConfigError("hidden must list at least one layer width; got ()")
-        for width in hidden:
-            validate.positive_int("hidden", width)
-        object.__setattr__(self, "hidden", hidden)
-        validate.choice("outputs", self.outputs, OUTPUT_MODES)
-        if not isinstance(self.bias, bool):
-            raise ConfigError(f"bias must be True or False; got {self.bias!r}")
-
-    @property
-    def layers(self) -> int:
-        return len(self.hidden)
-
-    @property
-    def widths(self) -> tuple:
-        return self.hidden
+        self._check_stack()
 
     def param_shapes(self) -> dict:
         """Parameter names and shapes, in the model's fixed order."""
