@@ -91,6 +91,39 @@ class StackedSpec:
         return self.hidden
 
 
+def check_d_hidden(spec, d_hidden, T: int, B: int) -> None:
+    """``d_hidden`` of a backward pass: one (T, B, H_i) float array per layer (or None)."""
+    if d_hidden is None:
+        return
+    if len(d_hidden) != spec.layers:
+        raise ConfigError(f"d_hidden must hold one array per layer ({spec.layers}); "
+                          f"got {len(d_hidden)}")
+    for i, (d, width) in enumerate(zip(d_hidden, spec.hidden)):
+        validate.float_array(f"d_hidden[{i}]", d, shape=(T, B, width), finite=False)
+
+
+def readout_backward(spec, params: dict, dy, top, T: int, B: int):
+    """BPTT through the output layer y = W_out h + b_out of a stacked model.
+
+    ``dy`` is (B, n_out) for outputs "last", else (T, B, n_out); ``top`` the top layer's
+    hidden states (T + 1, B, H_d). Returns ``(grads, d_from_above, d_last)``: the gradients of
+    ``out.W`` (and ``out.b``), and the gradient arriving at the top layer, at every step
+    (``d_from_above``, (T, B, H_d)) or only at the last one (``d_last``, (B, H_d)); the other
+    is None.
+    """
+    grads, w_out = {}, params["out.W"]
+    if spec.outputs == "last":
+        grads["out.W"] = dy.T @ top[T]
+        d_from_above, d_last = None, dy @ w_out
+    else:
+        dy2 = dy.reshape(T * B, spec.n_out)
+        grads["out.W"] = dy2.T @ top[1:].reshape(T * B, -1)
+        d_from_above, d_last = (dy2 @ w_out).reshape(T, B, -1), None
+    if spec.bias:
+        grads["out.b"] = dy.reshape(-1, spec.n_out).sum(axis=0)
+    return grads, d_from_above, d_last
+
+
 def make_model(kind: str, n_in: int, n_out: int, outputs: str = "last", *, seed: int = 0,
                dtype=None, **options) -> RecurrentModel:
     """A freshly initialised model of registry name ``kind``.

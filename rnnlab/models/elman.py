@@ -32,7 +32,7 @@ from .. import backend, validate
 from ..errors import ConfigError
 from ..options import Option
 from . import init as inits
-from .base import StackedSpec
+from .base import StackedSpec, check_d_hidden, readout_backward
 
 ACTIVATIONS = ("relu", "tanh", "identity")
 
@@ -524,25 +524,9 @@ class ElmanRNN:
                                   f"got {len(d_final_state)}")
             for i, (d, width) in enumerate(zip(d_final_state, s.hidden)):
                 validate.float_array(f"d_final_state[{i}]", d, shape=(B, width), finite=False)
-        if d_hidden is not None:
-            if len(d_hidden) != s.layers:
-                raise ConfigError(f"d_hidden must hold one array per layer ({s.layers}); "
-                                  f"got {len(d_hidden)}")
-            for i, (d, width) in enumerate(zip(d_hidden, s.hidden)):
-                validate.float_array(f"d_hidden[{i}]", d, shape=(T, B, width), finite=False)
-        grads = {}
-        top = hs[-1]
-        w_out = params["out.W"]
-        # Gradient arriving at the top layer: at every step, or only at the last one.
-        if s.outputs == "last":
-            grads["out.W"] = dy.T @ top[T]
-            d_from_above, d_last = None, dy @ w_out
-        else:
-            dy2 = dy.reshape(T * B, s.n_out)
-            grads["out.W"] = dy2.T @ top[1:].reshape(T * B, -1)
-            d_from_above, d_last = (dy2 @ w_out).reshape(T, B, -1), None
-        if s.bias:
-            grads["out.b"] = dy.reshape(-1, s.n_out).sum(axis=0)
+        check_d_hidden(s, d_hidden, T, B)
+        # the gradient arriving at the top layer: at every step, or only at the last one
+        grads, d_from_above, d_last = readout_backward(s, params, dy, hs[-1], T, B)
 
         d_state = [None] * s.layers
         for i in range(s.layers, 0, -1):

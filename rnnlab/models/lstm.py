@@ -49,7 +49,7 @@ from .. import backend, validate
 from ..errors import ConfigError
 from ..options import Option
 from . import init as inits
-from .base import StackedSpec
+from .base import StackedSpec, check_d_hidden, readout_backward
 from .elman import _check_hidden, _parse_hidden
 
 GATES = 4  # i, f, g, o
@@ -381,23 +381,8 @@ class LSTM:
         validate.float_array("dy", dy, shape=expected, finite=False)
         if d_final_state is not None:
             self._check_pairs("d_final_state", d_final_state, B)
-        if d_hidden is not None:
-            if len(d_hidden) != s.layers:
-                raise ConfigError(f"d_hidden must hold one array per layer ({s.layers}); "
-                                  f"got {len(d_hidden)}")
-            for i, (d, width) in enumerate(zip(d_hidden, s.hidden)):
-                validate.float_array(f"d_hidden[{i}]", d, shape=(T, B, width), finite=False)
-        grads = {}
-        top, w_out = cache.h[-1], params["out.W"]
-        if s.outputs == "last":
-            grads["out.W"] = dy.T @ top[T]
-            d_from_above, d_last = None, dy @ w_out
-        else:
-            dy2 = dy.reshape(T * B, s.n_out)
-            grads["out.W"] = dy2.T @ top[1:].reshape(T * B, -1)
-            d_from_above, d_last = (dy2 @ w_out).reshape(T, B, -1), None
-        if s.bias:
-            grads["out.b"] = dy.reshape(-1, s.n_out).sum(axis=0)
+        check_d_hidden(s, d_hidden, T, B)
+        grads, d_from_above, d_last = readout_backward(s, params, dy, cache.h[-1], T, B)
         d_state = [None] * s.layers
         for i in range(s.layers, 0, -1):
             H = s.hidden[i - 1]
