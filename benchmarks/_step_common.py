@@ -7,13 +7,20 @@ Shapes: T steps, B batch, n_in inputs, H hidden units, K outputs; arrays are tim
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import sys
 
 import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run from a checkout without `pip install -e .`
+# The rnnlab to import: the tree a worker was started with (bench_step.py puts this checkout, or
+# the exported --baseline tree, first on PYTHONPATH), else this checkout, ahead of any installed
+# copy. Inserting the checkout unconditionally would shadow a --baseline tree, so that "new / old"
+# compared the checkout with itself.
+_GIVEN = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+          if p and (pathlib.Path(p) / "rnnlab" / "__init__.py").is_file()]
+if not _GIVEN and str(REPO) not in sys.path:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO))
 
 
@@ -121,8 +128,43 @@ def make_batch(cfg: Config, dtype, seed: int = 0):
     return np.ascontiguousarray(x, dtype=dtype), y
 
 
-def make_rnnlab_model(cfg: Config, dtype, init: str = TIMING_INIT, seed: int = 0):
-    """The rnnlab Elman ReLU model for ``cfg`` (also the source of PyTorch's initial weights)."""
+def make_rnnlab_model(cfg: Config, dtype, init: str = TIMING_INIT, seed: int = 0,
+                      model: str = "elman"):
+    """The rnnlab model for ``cfg`` (also the source of PyTorch's initial weights): the Elman
+    ReLU RNN, or another registered model (``model``) of width ``cfg.H`` with its timing
+    options (:func:`make_cell_model`)."""
+    if model != "elman":
+        return make_cell_model(cfg, model, dtype, seed=seed)
     from rnnlab.models import ElmanRNN
     return ElmanRNN.create(cfg.n_in, cfg.H, cfg.K, activation="relu", outputs=cfg.outputs,
                            init=init, seed=seed, dtype=dtype)
+
+
+#: Options for the timed runs of the gated cells, by registry name (the others run with their
+#: defaults). Like TIMING_INIT for the Elman RNN, they keep BPTT's gradient out of the float32
+#: subnormal range over 400-784 steps, where each operation on a subnormal costs ~100x: keep
+#: gates of about 0.95 (bias 3). Measured with the worker's check after warm-up, with the
+#: defaults: the GRU (no gate bias) had 1.19 million subnormal dLoss/dh_t values at sMNIST and
+#: 353 thousand at add-T400, the mLSTM (forget bias 1) 375 thousand at sMNIST, the LSTM
+#: (forget bias 1) none in dLoss/dh_t, but its dLoss/dc_t, which the check cannot see, decays as
+#: the product of f_t ~ 0.73. The GRU has no such option: its update gate z (the keep gate of
+#: h = (1 - z) n + z h_prev) gets the bias after building (:func:`make_cell_model`).
+CELL_TIMING_OPTIONS = {"lstm": {"forget_bias": 3.0}, "mlstm": {"forget_bias": 3.0}}
+#: (gate block, bias) set after building, for cells whose options have no keep-gate bias.
+CELL_TIMING_BIAS = {"gru": (1, 3.0)}
+
+
+def make_cell_model(cfg: Config, model: str, dtype, seed: int = 0):
+    """A registered rnnlab model ``model`` (any registry name) of width ``cfg.H`` for ``cfg``,
+    built through ``make_model`` with :data:`CELL_TIMING_OPTIONS`; one layer."""
+    from rnnlab import backend
+    from rnnlab.models import make_model
+    options = dict(CELL_TIMING_OPTIONS.get(model, {}))
+    m = make_model(model, cfg.n_in, cfg.K, cfg.outputs, seed=seed, dtype=dtype, hidden=cfg.H,
+                   **options)
+    if model in CELL_TIMING_BIAS and "layer1.b" in m.params:
+        block, value = CELL_TIMING_BIAS[model]
+        b = backend.to_host(m.params["layer1.b"]).copy()
+        b[block * cfg.H:(block + 1) * cfg.H] = value
+        m.params["layer1.b"] = backend.to_device(b, dtype=dtype)
+    return m

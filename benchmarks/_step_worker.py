@@ -1,8 +1,10 @@
 """A long-lived timing process for ``bench_step.py`` (one per engine), and the float64 gradient
 agreement check.
 
-Timing mode: ``python _step_worker.py --engine {rnnlab,torch} --threads N`` reads one JSON
-command per line on stdin and answers one JSON line on stdout:
+Timing mode: ``python _step_worker.py --engine {rnnlab,torch} --threads N [--model NAME]``
+reads one JSON command per line on stdin and answers one JSON line on stdout (``--model``: the
+rnnlab registry name to time, default the Elman ReLU RNN; with ``--engine torch`` one of elman,
+lstm, gru, timing ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``):
 
     {"op": "info"}                          versions, thread pools
     {"op": "setup", "config": NAME, "warmup": W}
@@ -16,14 +18,15 @@ command per line on stdin and answers one JSON line on stdout:
 Only the parent decides when a worker runs; the worker does nothing between commands, so two
 workers never compute at the same time.
 
-Check mode: ``python _step_worker.py --check NAME [NAME ...]`` builds rnnlab and PyTorch models
-with identical float64 weights for each config, computes one gradient with each (no update), and
-prints one JSON line per config with max over parameters of max|g_rnnlab - g_torch| /
-max|g_torch|.
+Check mode: ``python _step_worker.py --check NAME [NAME ...] [--model elman|lstm|gru]`` builds
+rnnlab and PyTorch models with identical float64 weights for each config, computes one gradient
+with each (no update), and prints one JSON line per config with max over parameters of
+max|g_rnnlab - g_torch| / max|g_torch|.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -38,6 +41,11 @@ except ImportError:  # not on Windows
 
 from _step_common import CONFIGS, TIMING_LR, make_batch, make_rnnlab_model
 
+#: The PyTorch module timed against each rnnlab model (rnnlab's gate layouts are PyTorch's:
+#: rows i f g o for the LSTM, r z n for the GRU in its "reset after" form, so the weights load
+#: unchanged).
+TORCH_MODULES = {"elman": "RNN", "lstm": "LSTM", "gru": "GRU"}
+
 # ----------------------------------------------------------------------------- engines
 
 
@@ -48,10 +56,11 @@ class RnnlabEngine:
     ("trainer" path), called with the signature of whichever rnnlab is imported, so an older
     tree can be timed side by side (``bench_step.py --baseline REV``)."""
 
-    def __init__(self, cfg, dtype="float32", path="core", optimizer="sgd"):
+    def __init__(self, cfg, dtype="float32", path="core", optimizer="sgd", model="elman"):
         from rnnlab import losses, objective
         from rnnlab.optim import SGD
-        self.model = make_rnnlab_model(cfg, dtype)
+        self.model_name = model
+        self.model = make_rnnlab_model(cfg, dtype, model=model)
         self.x, self.y = make_batch(cfg, dtype)
         self.loss = losses.mse if cfg.loss == "mse" else losses.softmax_cross_entropy
         self.objective = objective
@@ -86,7 +95,11 @@ class RnnlabEngine:
     def subnormals(self) -> str | None:
         """Whether the hidden states or the backpropagated dLoss/d(pre-activation) hold subnormal
         floats (arithmetic on them is ~100x slower and would make the timing meaningless), by
-        replaying BPTT's recursion outside the timed step; a message, or None."""
+        replaying BPTT's recursion outside the timed step; a message, or None. Models other than
+        the Elman RNN: the arrays of the forward cache and ``hidden_gradients`` (when the model
+        has it), which is what can be seen from outside."""
+        if self.model_name != "elman":
+            return self._cell_subnormals()
         model, p = self.model, self.model.params
         y, cache = model.forward(p, self.x)
         _, dy = self.loss(y, self.y)
@@ -111,14 +124,38 @@ class RnnlabEngine:
                     f"values after warm-up: timings include slow subnormal arithmetic")
         return None
 
+    def _cell_subnormals(self) -> str | None:
+        model, p = self.model, self.model.params
+        y, cache = model.forward(p, self.x)
+        _, dy = self.loss(y, self.y)
+        arrays = []
+        for field in dataclasses.fields(cache):
+            value = getattr(cache, field.name)
+            arrays += [a for a in (value if isinstance(value, list) else [value])
+                       if isinstance(a, np.ndarray) and a.dtype.kind == "f"]
+        grads_h = model.hidden_gradients(p, dy, cache) if hasattr(model, "hidden_gradients") \
+            else []
+        tiny = np.finfo(y.dtype).tiny
+        count = lambda a: int(np.count_nonzero((a != 0) & (np.abs(a) < tiny)))  # noqa: E731
+        n_c, n_g = sum(count(a) for a in arrays), sum(count(a) for a in grads_h)
+        if n_c or n_g:
+            return (f"{n_c} subnormal values in the forward cache and {n_g} in dLoss/dh_t after "
+                    f"warm-up: timings include slow subnormal arithmetic")
+        return None
 
-def build_torch(cfg, params, dtype):
-    """torch.nn.RNN(relu) + nn.Linear holding rnnlab's weights ``params`` (host arrays).
+
+def build_torch(cfg, params, dtype, model="elman"):
+    """torch.nn.RNN(relu) (or nn.LSTM / nn.GRU for ``model``) + nn.Linear holding rnnlab's
+    weights ``params`` (host arrays).
 
     rnnlab has one hidden bias b; PyTorch has two (b_ih + b_hh): b_ih = b, b_hh = 0, so both
-    receive dLoss/db."""
+    receive dLoss/db (for the GRU, b_hh's n block sits inside the reset gate's product, where
+    rnnlab has no bias: 0 makes the two functions equal)."""
     import torch
-    rnn = torch.nn.RNN(cfg.n_in, cfg.H, nonlinearity="relu").to(dtype)
+    if model == "elman":
+        rnn = torch.nn.RNN(cfg.n_in, cfg.H, nonlinearity="relu").to(dtype)
+    else:
+        rnn = getattr(torch.nn, TORCH_MODULES[model])(cfg.n_in, cfg.H).to(dtype)
     head = torch.nn.Linear(cfg.H, cfg.K).to(dtype)
     with torch.no_grad():
         rnn.weight_ih_l0.copy_(torch.from_numpy(np.asarray(params["layer1.W_in"])))
@@ -146,12 +183,12 @@ class TorchEngine:
     """One training step in PyTorch: zero_grad + forward + loss + backward + SGD.step, on the
     same shapes, initial weights and batch as :class:`RnnlabEngine`."""
 
-    def __init__(self, cfg, dtype="float32"):
+    def __init__(self, cfg, dtype="float32", model="elman"):
         import torch
         tdtype = getattr(torch, dtype)
-        model = make_rnnlab_model(cfg, dtype)
+        rnnlab_model = make_rnnlab_model(cfg, dtype, model=model)
         self.cfg = cfg
-        self.rnn, self.head = build_torch(cfg, model.params, tdtype)
+        self.rnn, self.head = build_torch(cfg, rnnlab_model.params, tdtype, model)
         x, y = make_batch(cfg, dtype)
         self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
         self.opt = torch.optim.SGD(list(self.rnn.parameters()) + list(self.head.parameters()),
@@ -225,7 +262,8 @@ def info(engine: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- modes
-def serve(engine: str, threads: int | None, path: str = "core", optimizer: str = "sgd") -> None:
+def serve(engine: str, threads: int | None, path: str = "core", optimizer: str = "sgd",
+          model: str = "elman") -> None:
     if engine == "torch":
         import torch
         if threads:
@@ -250,8 +288,8 @@ def serve(engine: str, threads: int | None, path: str = "core", optimizer: str =
             reply = info(engine)
         elif op == "setup":
             eng = None  # free the previous config's arrays first
-            eng = make(CONFIGS[cmd["config"]]) if engine == "torch" else make(
-                CONFIGS[cmd["config"]], path=path, optimizer=optimizer)
+            eng = make(CONFIGS[cmd["config"]], model=model) if engine == "torch" else make(
+                CONFIGS[cmd["config"]], path=path, optimizer=optimizer, model=model)
             for _ in range(cmd.get("warmup", 3)):
                 eng.step()
             reply = {"ok": True}
@@ -277,7 +315,7 @@ def serve(engine: str, threads: int | None, path: str = "core", optimizer: str =
         sys.stdout.flush()
 
 
-def check(names) -> None:
+def check(names, model_name: str = "elman") -> None:
     """Float64 gradients of rnnlab and PyTorch on identical weights and batch, one per config."""
     import torch
     from rnnlab import losses, objective
@@ -286,24 +324,27 @@ def check(names) -> None:
                  "layer1.b": "bias_ih_l0"}
     for name in names:
         cfg = CONFIGS[name]
-        # Glorot recurrent weights: gradients that neither vanish nor explode over T steps.
-        model = make_rnnlab_model(cfg, "float64", init="glorot", seed=1)
+        # Glorot recurrent weights: gradients that neither vanish nor explode over T steps;
+        # the gated cells with their timing options (keep gates ~0.95)
+        model = make_rnnlab_model(cfg, "float64", init="glorot", seed=1, model=model_name)
         x, y = make_batch(cfg, "float64", seed=1)
         loss = losses.mse if cfg.loss == "mse" else losses.softmax_cross_entropy
         value, grads, _ = objective.loss_and_grads(model, model.params, x, y, loss)
-        rnn, head = build_torch(cfg, model.params, torch.float64)
+        rnn, head = build_torch(cfg, model.params, torch.float64, model_name)
         tloss = torch_loss(cfg, rnn, head, torch.from_numpy(x), torch.from_numpy(y))
         tloss.backward()
         tgrads = {k: getattr(rnn, v).grad.numpy() for k, v in names_map.items()}
         tgrads["out.W"] = head.weight.grad.numpy()
         tgrads["out.b"] = head.bias.grad.numpy()
-        hh = rnn.bias_hh_l0.grad.numpy()  # b_hh gets dLoss/db too
         rel = {k: float(np.max(np.abs(grads[k] - tgrads[k])) / np.max(np.abs(tgrads[k])))
                for k in grads}
-        rel["layer1.b (vs b_hh)"] = float(np.max(np.abs(grads["layer1.b"] - hh))
-                                          / np.max(np.abs(hh)))
+        if model_name != "gru":  # b_hh gets dLoss/db too (the GRU's n block does not)
+            hh = rnn.bias_hh_l0.grad.numpy()
+            rel["layer1.b (vs b_hh)"] = float(np.max(np.abs(grads["layer1.b"] - hh))
+                                              / np.max(np.abs(hh)))
         worst = max(rel, key=rel.get)
-        print(json.dumps({"config": name, "loss_rnnlab": value, "loss_torch": tloss.item(),
+        print(json.dumps({"config": name, "model": model_name, "loss_rnnlab": value,
+                          "loss_torch": tloss.item(),
                           "max_rel": rel[worst], "worst_param": worst, "per_param": rel}),
               flush=True)
 
@@ -314,12 +355,14 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--path", choices=("core", "trainer"), default="core")
     ap.add_argument("--optimizer", default="sgd", help="a registered optimizer (trainer path)")
+    ap.add_argument("--model", default="elman",
+                    help="rnnlab registry name to time (torch engine: elman, lstm or gru)")
     ap.add_argument("--check", nargs="+", metavar="CONFIG")
     args = ap.parse_args(argv)
     if args.check:
-        check(args.check)
+        check(args.check, args.model)
     else:
-        serve(args.engine, args.threads, args.path, args.optimizer)
+        serve(args.engine, args.threads, args.path, args.optimizer, args.model)
 
 
 if __name__ == "__main__":

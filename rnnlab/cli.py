@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rnnlab", description="Study how recurrent networks train.")
     sub = parser.add_subparsers(dest="command", required=True,
                                 metavar="{train,sweep,report,compare,pathological,demo,"
-                                        "verify,kappa-table}")
+                                        "verify,kappa-table,download}")
 
     p = sub.add_parser("train", help="train a model on a task", formatter_class=_HelpFormatter,
                        epilog=options_help())
@@ -162,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_kappa_table_arguments(sub.add_parser(
         "kappa-table", help="||kappa2|| / ||kappa1|| over lengths and widths (the Path-SGD "
                             "paper's Figure 2)"))
+    p = sub.add_parser("download", help="fetch the public MNIST and Penn Treebank files into "
+                                        "a data folder, checked against their checksums")
+    p.add_argument("--data", default=None,
+                   help="the data folder (default: $RNNLAB_DATA)")
+    p.add_argument("--datasets", nargs="+", default=["mnist", "ptb"], choices=("mnist", "ptb"),
+                   help="which datasets (default: both)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per file request")
     return parser
 
 
@@ -280,6 +287,15 @@ def _kappa_table(args) -> int:
     return main_kappa_table(args)
 
 
+def _download(args) -> int:
+    from .datasets.files import download
+    paths = download(args.data, tuple(args.datasets), args.timeout)
+    print(f"{len(paths)} files in place, checksums verified:")
+    for path in paths:
+        print(f"  {path}")
+    return 0
+
+
 def _terminate(signum, frame):
     """SIGTERM ends a command the way Ctrl-C does (the run stops between steps, its last
     checkpoint and every record so far kept), with exit code 143."""
@@ -293,7 +309,7 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         handlers = {"train": _train, "sweep": _sweep, "report": _report, "compare": _compare,
                     "pathological": _pathological, "demo": _demo, "verify": _verify,
-                    "kappa-table": _kappa_table}
+                    "kappa-table": _kappa_table, "download": _download}
         return handlers[args.command](args)
     except RnnlabError as exc:
         print(f"rnnlab: error: {exc}", file=sys.stderr)

@@ -59,6 +59,8 @@ SETTINGS = (
                    minimum=1),
     Option.integer("checkpoint_every", 0, "steps between checkpoints (0: at every evaluation)",
                    minimum=0),
+    Option.integer("flow_every", 0, "steps between gradient-flow records: per-step "
+                   "||dLoss/dh_t|| and memory use (0: none)", minimum=0),
     Option.flag("stop_when_solved", False, "end the run at the first evaluation that reaches "
                 "the task's threshold (suites that count failures within a budget)"),
     Option.integer("seed", 0, "seed of weights, batches and held-out set", minimum=0),

@@ -30,7 +30,7 @@ def run_main(capsys, argv):
     (["train", "--lr", "abc"], ["--lr", "number"]),
     (["train", "--T", "0"], ["--T", ">= 2"]),
     (["train", "--hidden", "0"], ["--hidden", ">= 1"]),
-    (["train", "--task", "copying"], ["--task", "adding"]),
+    (["train", "--task", "no-such-task"], ["--task", "adding"]),
     (["train", "--model", "transformer"], ["--model", "elman", "lstm"]),
     (["train", "--optimizer", "rmsprop"], ["--optimizer", "sgd", "adam"]),
     (["train", "--init", "zeros"], ["--init", "identity", "orthogonal"]),

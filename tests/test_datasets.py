@@ -130,3 +130,73 @@ def test_known_checksums_match_the_shared_list():
         "ptb/ptb.train.txt", "ptb/ptb.valid.txt", "ptb/ptb.test.txt",
         "ptb/ptb.char.train.txt", "ptb/ptb.char.valid.txt", "ptb/ptb.char.test.txt"}
     assert all(len(v) == 64 and int(v, 16) >= 0 for v in CHECKSUMS.values())
+
+
+# ----------------------------------------------------------------------------- download
+def _fake_server(monkeypatch, files):
+    """urllib's urlopen answering from ``files`` (url -> bytes); records the urls asked for."""
+    import io
+    import urllib.error
+
+    from rnnlab.datasets import files as module
+
+    asked = []
+
+    def urlopen(url, timeout=None):
+        asked.append(url)
+        if url not in files:
+            raise urllib.error.URLError("Temporary failure in name resolution")
+        return io.BytesIO(files[url])
+
+    monkeypatch.setattr(module.urllib.request, "urlopen", urlopen)
+    return asked
+
+
+def test_download_command_fetches_verifies_derives_and_keeps(tmp_path, monkeypatch, capsys):
+    """`rnnlab download` writes the PTB word files it fetches, derives the character files,
+    checks every checksum, and on a second call keeps what is there without asking again."""
+    from rnnlab.cli import main
+    from rnnlab.datasets import files as module
+    from rnnlab.datasets import ptb_char_text
+
+    words = {s: f" the {s} cat sat \n a dog \n".encode() for s in ("train", "valid", "test")}
+    served, sums = {}, dict(CHECKSUMS)
+    for split, text in words.items():
+        key = f"ptb/ptb.{split}.txt"
+        served[module.URLS[key]] = text
+        sums[key] = __import__("hashlib").sha256(text).hexdigest()
+        char = ptb_char_text(text.decode()).encode()
+        sums[f"ptb/ptb.char.{split}.txt"] = __import__("hashlib").sha256(char).hexdigest()
+    monkeypatch.setattr(module, "CHECKSUMS", sums)
+    asked = _fake_server(monkeypatch, served)
+    assert main(["download", "--data", str(tmp_path), "--datasets", "ptb"]) == 0
+    assert "6 files in place" in capsys.readouterr().out
+    assert (tmp_path / "ptb" / "ptb.char.valid.txt").read_bytes() == ptb_char_text(
+        words["valid"].decode()).encode()
+    assert len(asked) == 3
+    assert main(["download", "--data", str(tmp_path), "--datasets", "ptb"]) == 0
+    assert len(asked) == 3  # nothing fetched again
+
+
+def test_download_offline_or_corrupt_says_what_to_do(tmp_path, monkeypatch, capsys):
+    from rnnlab.cli import main
+    from rnnlab.datasets import files as module
+
+    _fake_server(monkeypatch, {})
+    assert main(["download", "--data", str(tmp_path), "--datasets", "mnist"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "cannot download" in err and "yann.lecun.com" in err
+    assert str(tmp_path / "mnist") in err
+    assert not list((tmp_path / "mnist").glob("*.part"))  # no partial file left behind
+    _fake_server(monkeypatch, {url: b"not the file" for url in module.URLS.values()})
+    assert main(["download", "--data", str(tmp_path), "--datasets", "mnist"]) == 2
+    assert "checksum" in capsys.readouterr().err
+    assert not list((tmp_path / "mnist").iterdir())
+
+
+def test_download_needs_a_folder(monkeypatch, capsys):
+    from rnnlab.cli import main
+
+    monkeypatch.delenv(ENV_FOLDER, raising=False)
+    assert main(["download"]) == 2
+    assert ENV_FOLDER in capsys.readouterr().err

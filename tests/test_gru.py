@@ -1,8 +1,10 @@
 """The GRU (rnnlab.models.gru) in float64: forward against an independent naive loop, BPTT
 against central differences (parameters, initial state, d_final_state), the R-op against finite
 differences and the adjoint test, Gauss-Newton products against J^T H J (with structural damping
-on h), and training through ``run()`` with Adam and Hessian-free. Helpers and tolerances are
-those of tests/test_lstm.py.
+on h), training through ``run()`` with Adam and Hessian-free, ``hidden_gradients`` (split
+sequence, dLoss/dh_T by hand), the feature-major steps against the batch-major reference steps,
+chunked weight gradients and the declared arrays per unit. Helpers, generic checks and
+tolerances are those of tests/test_lstm.py.
 """
 from __future__ import annotations
 
@@ -11,12 +13,15 @@ import pytest
 
 from rnnlab import ConfigError, backend, gradcheck, losses, objective
 from rnnlab.models import make_model
+from rnnlab.models import gru as gru_module
+from rnnlab.models.lstm import Scratch
 from rnnlab.objective import Batch, gauss_newton_product
 from rnnlab.params import flatten
 from rnnlab.train import MemorySink, run
 
-from test_lstm import (DOT_RTOL, EPS, FD_RTOL, FWD_RTOL, GRAD_TOL, LOSS, _config, _dev,
-                       _jacobian, _model, _moved, _output_hessian)
+from test_lstm import (DOT_RTOL, EPS, FD_RTOL, FWD_RTOL, GRAD_TOL, LOSS, SAME_RTOL, _config,
+                       _dev, _jacobian, _model, _moved, _output_hessian, check_arrays_per_unit,
+                       check_chunked_products, check_hidden_gradients_split)
 
 
 def _gru(hidden, outputs, **kw):
@@ -189,3 +194,80 @@ def test_trains_through_run(optimizer, clip):
     result = run(config, MemorySink(), progress=False)
     assert result.status == "finished" and result.step == 5
     assert all(np.isfinite(r["mse"]) for r in result.history if r["kind"] == "eval")
+
+
+@pytest.mark.parametrize("hidden", [[3], [3, 2]], ids=["1layer", "2layers"])
+def test_hidden_gradients_equal_the_state_gradient_of_a_split_sequence(hidden):
+    check_hidden_gradients_split("gru", hidden, _data)
+
+
+def test_hidden_gradients_at_the_last_step_of_two_layers():
+    """At t = T: dLoss/dh_T of the top layer is dy W_out; that of layer 1 is W_in^2 applied to
+    dLoss/da_T^2 (a = W_in h^1 + b, the input side of all three gates), written out here from
+    the GRU's equations on the cache's h."""
+    model, x, state, dy, got = check_hidden_gradients_split("gru", [3, 2], _data)
+    p = {k: backend.to_host(v) for k, v in model.params.items()}
+    _, cache = model.forward(model.params, x, state)
+    T, H = 5, 2
+    h1, h_prev = backend.to_host(cache.h[0][T]), backend.to_host(cache.h[1][T - 1])
+    a = h1 @ p["layer2.W_in"].T + p["layer2.b"]
+    u = h_prev @ p["layer2.W_rec"].T
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    r, z = sig(a[:, :H] + u[:, :H]), sig(a[:, H:2 * H] + u[:, H:2 * H])
+    n = np.tanh(a[:, 2 * H:] + r * u[:, 2 * H:])
+    dh = backend.to_host(dy) @ p["out.W"]
+    d_an = dh * (1 - z) * (1 - n * n)
+    d_a = np.concatenate([d_an * u[:, 2 * H:] * r * (1 - r), dh * (h_prev - n) * z * (1 - z),
+                          d_an], axis=1)
+    np.testing.assert_allclose(backend.to_host(got[1][T - 1]), dh, rtol=SAME_RTOL)
+    np.testing.assert_allclose(backend.to_host(got[0][T - 1]), d_a @ p["layer2.W_in"],
+                               rtol=SAME_RTOL)
+
+
+@pytest.mark.parametrize("hidden,outputs,bias", [([3, 2], "every", True),
+                                                 ([2, 3], "last", False)])
+def test_weight_gradients_over_chunks_of_steps(monkeypatch, hidden, outputs, bias):
+    check_chunked_products("gru", monkeypatch, _data, hidden, outputs, bias)
+
+
+def test_arrays_per_unit_match_the_traced_peak(monkeypatch):
+    check_arrays_per_unit("gru", monkeypatch)
+
+
+def test_feature_major_steps_match_the_batch_major_reference():
+    """One step of gru_step_fm / gru_step_backward_fm / gru_step_rop_fm (rows z, r, then u_n
+    and n, sigmoid rows halved, (features, B) blocks) against gru_step / gru_step_backward /
+    gru_step_rop (PyTorch's order r z n, (B, 3H))."""
+    rng = np.random.default_rng(4)
+    H, B = 3, 2
+    a, u, ra, ru = (rng.standard_normal((B, 3 * H)) for _ in range(4))
+    h_prev, dh, r_h_prev = (rng.standard_normal((B, H)) for _ in range(3))
+    gates, u_n, h = np.empty((B, 3 * H)), np.empty((B, H)), np.empty((B, H))
+    gru_module.gru_step(a, u, h_prev, gates, u_n, h)
+    d_a, d_u = np.empty((B, 3 * H)), np.empty((B, 3 * H))
+    direct = gru_module.gru_step_backward(dh, gates, u_n, h_prev, d_a, d_u)
+    r_h_ref = gru_module.gru_step_rop(ra, ru, r_h_prev, gates, u_n, h_prev)
+
+    def block(m, k):  # gate block k (r z n = 0 1 2) of a (B, 3H) array, as (H, B)
+        return m[:, k * H:(k + 1) * H].T
+
+    ws = Scratch.make(4 * H, H, B, np.float64)
+    s = a + u
+    fm = np.concatenate([0.5 * block(s, 1), 0.5 * block(s, 0), block(u, 2), block(a, 2)])
+    h_fm = np.empty((H, B))
+    gru_module.gru_step_fm(fm, h_prev.T.copy(), h_fm, ws)
+    want = np.concatenate([block(gates, 1), block(gates, 0), u_n.T, block(gates, 2)])
+    np.testing.assert_allclose(fm, want, rtol=SAME_RTOL)
+    np.testing.assert_allclose(h_fm, h.T, rtol=SAME_RTOL)
+    dq, d_an, dh_fm = np.empty((3 * H, B)), np.empty((H, B)), dh.T.copy()
+    gru_module.gru_step_backward_fm(dh_fm, fm, h_prev.T.copy(), dq, d_an, ws)
+    np.testing.assert_allclose(dq, np.concatenate([block(d_u, 1), block(d_u, 0), block(d_u, 2)]),
+                               rtol=SAME_RTOL)
+    np.testing.assert_allclose(d_an, block(d_a, 2), rtol=SAME_RTOL)
+    np.testing.assert_allclose(dh_fm, direct.T, rtol=SAME_RTOL)
+    rs = ra + ru
+    rq = np.concatenate([block(rs, 1), block(rs, 0), block(ru, 2)])
+    r_h = np.empty((H, B))
+    gru_module.gru_step_rop_fm(rq, block(ra, 2).copy(), r_h_prev.T.copy(), fm,
+                               h_prev.T.copy(), r_h, ws)
+    np.testing.assert_allclose(r_h, r_h_ref.T, rtol=SAME_RTOL)

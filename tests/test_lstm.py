@@ -2,9 +2,15 @@
 against central differences (parameters, initial state, d_final_state), the R-op against finite
 differences of the forward and the adjoint test, Gauss-Newton products against J^T H J formed
 from central differences (with and without structural damping on h), the initialisations, and
-training through ``run()`` with Adam and Hessian-free, resumed bit-identically.
+training through ``run()`` with Adam and Hessian-free, resumed bit-identically. Also:
+``hidden_gradients`` against the state gradient of a split sequence and against dLoss/dh_T
+derived by hand, the feature-major step functions against the batch-major reference steps, the
+weight gradients summed over chunks of steps against one chunk, and the declared arrays per
+unit against the traced peak memory. The generic checks (``kind``) are reused by test_gru.py.
 """
 from __future__ import annotations
+
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -12,6 +18,8 @@ import pytest
 from rnnlab import ConfigError, backend, gradcheck, losses, objective
 from rnnlab.config import RunConfig
 from rnnlab.models import LSTM, make_model
+from rnnlab.models import lstm as lstm_module
+from rnnlab.models.lstm import ChunkedProducts
 from rnnlab.objective import Batch, gauss_newton_product
 from rnnlab.params import flatten
 from rnnlab.train import FileSink, MemorySink, run
@@ -26,6 +34,9 @@ FD_RTOL = 1e-7
 FWD_RTOL = 1e-12
 # adjoint test: two sums of the same products in different orders
 DOT_RTOL = 1e-12
+# the same float64 sums computed in another grouping (split sequences, chunks of steps, the
+# reference steps): round-off only, ~1e-15 relative; a wrong or missing term is O(1)
+SAME_RTOL = 1e-11
 LOSS = {"mse": losses.mse, "xent": losses.softmax_cross_entropy}
 
 
@@ -393,3 +404,179 @@ def test_resumes_bit_identically(tmp_path):
                   progress=False)
     for k in straight.params:
         np.testing.assert_array_equal(straight.params[k], resumed.params[k])
+
+
+# ----------------------------------------------------------------------------- generic checks
+def _h_part(kind, state_grad):
+    """The h part of one layer's state gradient: (dh, dc) for the LSTM, dh for the GRU."""
+    return state_grad[0] if kind == "lstm" else state_grad
+
+
+def check_hidden_gradients_split(kind, hidden, data):
+    """Outputs "last": dLoss/dh_t of the top layer, from ``hidden_gradients`` of the whole
+    sequence, equals the h part of the d_state that BPTT of the steps after t returns when the
+    sequence is split at t (that d_state is checked by central differences); at t = T it is
+    dy W_out. ``data(model, T, B, seed)`` returns (x, targets, mask, state, rng)."""
+    model = _model(hidden, "last", kind=kind, seed=21)
+    T = 5
+    x, targets, mask, state, _ = data(model, T, 2, 22)
+    p = model.params
+    y, cache = model.forward(p, x, state)
+    _, dy = losses.mse.value_and_grad(y, targets, mask)
+    got = model.hidden_gradients(p, dy, cache)
+    assert [tuple(g.shape) for g in got] == [(T, 2, H) for H in model.spec.hidden]
+    top = backend.to_host(got[-1])
+    for t in range(1, T):
+        _, first = model.forward(p, x[:t], state)
+        y2, second = model.forward(p, x[t:], first.final_state)
+        np.testing.assert_allclose(backend.to_host(y2), backend.to_host(y), rtol=SAME_RTOL)
+        _, d_state = model.backward(p, dy, second)
+        np.testing.assert_allclose(top[t - 1], backend.to_host(_h_part(kind, d_state[-1])),
+                                   rtol=SAME_RTOL, atol=SAME_RTOL * np.abs(top).max())
+    np.testing.assert_allclose(top[T - 1], backend.to_host(dy @ p["out.W"]), rtol=SAME_RTOL)
+    grads, _ = model.backward(p, dy, cache)  # recording does not change what BPTT returns
+    again, _ = model._backward(p, dy, cache, record=[])
+    for k in grads:
+        np.testing.assert_array_equal(backend.to_host(grads[k]), backend.to_host(again[k]))
+    return model, x, state, dy, got
+
+
+def check_chunked_products(kind, monkeypatch, data, hidden, outputs, bias):
+    """BPTT with the weight gradients summed over chunks of 1 and 2 steps (T = 5: a partial
+    last chunk) equals BPTT with one chunk, for the gradients, d_state, hidden_gradients and
+    with d_hidden; and the chunked gradients pass the finite-difference check."""
+    model = _model(hidden, outputs, kind=kind, seed=31, bias=bias)
+    x, targets, mask, state, rng = data(model, 5, 2, 32)
+    p = model.params
+    y, cache = model.forward(p, x, state)
+    _, dy = losses.mse.value_and_grad(y, targets, mask)
+    d_hidden = [_dev(rng.standard_normal((5, 2, H))) for H in model.spec.hidden]
+
+    def run():
+        grads, d_state = model.backward(p, dy, cache, d_hidden=d_hidden)
+        flat = [backend.to_host(a) for pair in d_state
+                for a in (pair if isinstance(pair, tuple) else (pair,))]
+        return ({k: backend.to_host(v) for k, v in grads.items()}, flat,
+                [backend.to_host(h) for h in model.hidden_gradients(p, dy, cache)])
+
+    want = run()
+    for columns in (2, 4):  # B = 2: chunks of 1 step, and of 2, 2, 1 steps
+        monkeypatch.setattr(ChunkedProducts, "columns_per_gemm", columns)
+        got = run()
+        for k in want[0]:
+            np.testing.assert_allclose(got[0][k], want[0][k], rtol=SAME_RTOL,
+                                       atol=SAME_RTOL * np.abs(want[0][k]).max(), err_msg=k)
+        for a, b in zip(got[1] + got[2], want[1] + want[2]):
+            np.testing.assert_allclose(a, b, rtol=SAME_RTOL, atol=SAME_RTOL * np.abs(b).max())
+    _, grads, _ = objective.loss_and_grads(model, p, x, targets, losses.mse, mask, state)
+    report = gradcheck.check_gradients(
+        lambda q: objective.loss_value(model, q, x, targets, losses.mse, mask, state), p, grads)
+    assert report.max_error < GRAD_TOL, str(report)
+
+
+def check_arrays_per_unit(kind, monkeypatch):
+    """The spec's train_arrays_per_unit / eval_arrays_per_unit (what rnnlab.train.memory sizes
+    runs from) against the peak of the memory NumPy allocates (tracemalloc traces it) in a
+    forward (evaluation) and a forward + BPTT (training), in units of one (T, B, H) array.
+    Chunks of one step make ChunkedProducts' buffers (bounded in bytes, not per unit)
+    negligible; T B = 4096 columns make the weight-sized arrays small next to a unit."""
+    monkeypatch.setattr(ChunkedProducts, "columns_per_gemm", 1)
+    T, B, H = 256, 16, 32
+    model = make_model(kind, 2, 1, "every", dtype="float64", hidden=H)
+    x = np.random.default_rng(0).standard_normal((T, B, 2))
+    unit = T * B * H * 8
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        y, cache = model.forward(model.params, x)
+        evaluation = (tracemalloc.get_traced_memory()[1] - base) / unit
+        model.backward(model.params, np.ones_like(y), cache)
+        training = (tracemalloc.get_traced_memory()[1] - base) / unit
+    finally:
+        tracemalloc.stop()
+    # the inputs (n_in; counted apart by rnnlab.train.memory), outputs and weights add ~4% to
+    # the measured units; training's count also covers what one layer does not allocate (the
+    # gradient from the layer above in a stack, structural damping's d_hidden): it may be up to
+    # ~20% higher. A count off by one array is off by 15-20% at these sizes.
+    assert 0.95 * evaluation <= model.spec.eval_arrays_per_unit <= 1.05 * evaluation
+    assert 0.95 * training <= model.spec.train_arrays_per_unit <= 1.25 * training
+
+
+# ----------------------------------------------------------------------------- this model's
+@pytest.mark.parametrize("hidden", [[3], [3, 2]], ids=["1layer", "2layers"])
+def test_hidden_gradients_equal_the_state_gradient_of_a_split_sequence(hidden):
+    check_hidden_gradients_split("lstm", hidden, lambda m, T, B, seed: _data(
+        m, T, B, seed, with_state=True))
+
+
+def test_hidden_gradients_at_the_last_step_of_two_layers():
+    """At t = T nothing comes from later steps: dLoss/dh_T of the top layer is dy W_out, and
+    that of layer 1 is W_in^2 applied to dLoss/dz_T^2, written out here from the LSTM's
+    equations on the cache's h and c (no d_final_state, so dLoss/dc_T = 0)."""
+    model, x, state, dy, got = check_hidden_gradients_split(
+        "lstm", [3, 2], lambda m, T, B, seed: _data(m, T, B, seed, with_state=True))
+    p = {k: backend.to_host(v) for k, v in model.params.items()}
+    _, cache = model.forward(model.params, x, state)
+    T, H = 5, 2
+    h1, h2_prev = backend.to_host(cache.h[0][T]), backend.to_host(cache.h[1][T - 1])
+    c_prev = backend.to_host(cache.c[1][T - 1])
+    z = h1 @ p["layer2.W_in"].T + h2_prev @ p["layer2.W_rec"].T + p["layer2.b"]
+    sig = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
+    i, f, g, o = sig(z[:, :H]), sig(z[:, H:2 * H]), np.tanh(z[:, 2 * H:3 * H]), sig(z[:, 3 * H:])
+    tanh_c = np.tanh(f * c_prev + i * g)
+    dh = backend.to_host(dy) @ p["out.W"]
+    dc = dh * o * (1 - tanh_c ** 2)
+    dz = np.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g * g),
+                         dh * tanh_c * o * (1 - o)], axis=1)
+    np.testing.assert_allclose(backend.to_host(got[1][T - 1]), dh, rtol=SAME_RTOL)
+    np.testing.assert_allclose(backend.to_host(got[0][T - 1]), dz @ p["layer2.W_in"],
+                               rtol=SAME_RTOL)
+
+
+@pytest.mark.parametrize("hidden,outputs,bias", [([3, 2], "every", True),
+                                                 ([2, 3], "last", False)])
+def test_weight_gradients_over_chunks_of_steps(monkeypatch, hidden, outputs, bias):
+    check_chunked_products("lstm", monkeypatch, lambda m, T, B, seed: _data(
+        m, T, B, seed, with_state=True), hidden, outputs, bias)
+
+
+def test_arrays_per_unit_match_the_traced_peak(monkeypatch):
+    check_arrays_per_unit("lstm", monkeypatch)
+
+
+def test_feature_major_steps_match_the_batch_major_reference():
+    """One step of lstm_step_fm / lstm_step_backward_fm / lstm_step_rop_fm (the model's
+    layout: rows o, i, f, g, sigmoid rows halved, (features, B) blocks) against lstm_step /
+    lstm_step_backward / lstm_step_rop (PyTorch's order, (B, 4H))."""
+    rng = np.random.default_rng(3)
+    H, B = 3, 2
+    z, rz = rng.standard_normal((B, 4 * H)), rng.standard_normal((B, 4 * H))
+    c_prev, dh, dc, r_c = (rng.standard_normal((B, H)) for _ in range(4))
+    gates, c, tanh_c, h = np.empty((B, 4 * H)), np.empty((B, H)), np.empty((B, H)), \
+        np.empty((B, H))
+    lstm_module.lstm_step(z, c_prev, gates, c, tanh_c, h)
+    dz, dc_ref = np.empty((B, 4 * H)), dc.copy()
+    lstm_module.lstm_step_backward(dh, dc_ref, gates, c_prev, tanh_c, dz)
+    r_h_ref, r_c_ref = lstm_module.lstm_step_rop(rz, r_c, gates, c_prev, tanh_c)
+
+    def fm(a):  # (B, 4H) in the order i f g o -> (4H, B) in the order o i f g
+        return np.concatenate([a[:, k * H:(k + 1) * H].T for k in lstm_module.ORDER])
+
+    ws = lstm_module.Scratch.make(5 * H, H, B, np.float64)
+    a = np.empty((5 * H, B))
+    a[:4 * H] = fm(z)
+    a[:3 * H] *= 0.5
+    c_fm, h_fm = np.empty((H, B)), np.empty((H, B))
+    lstm_module.lstm_step_fm(a, c_prev.T.copy(), c_fm, h_fm, ws)
+    np.testing.assert_allclose(a[:4 * H], fm(gates), rtol=SAME_RTOL)
+    np.testing.assert_allclose(a[4 * H:], tanh_c.T, rtol=SAME_RTOL)
+    np.testing.assert_allclose(c_fm, c.T, rtol=SAME_RTOL)
+    np.testing.assert_allclose(h_fm, h.T, rtol=SAME_RTOL)
+    dz_fm, dc_fm = np.empty((4 * H, B)), dc.T.copy()
+    lstm_module.lstm_step_backward_fm(dh.T.copy(), dc_fm, a, c_prev.T.copy(), dz_fm, ws)
+    np.testing.assert_allclose(dz_fm, fm(dz), rtol=SAME_RTOL)
+    np.testing.assert_allclose(dc_fm, dc_ref.T, rtol=SAME_RTOL)
+    rz_fm, r_c_fm, r_h_fm = fm(rz), r_c.T.copy(), np.empty((H, B))
+    lstm_module.lstm_step_rop_fm(rz_fm, r_c_fm, a, c_prev.T.copy(), r_h_fm, ws)
+    np.testing.assert_allclose(r_c_fm, r_c_ref.T, rtol=SAME_RTOL)
+    np.testing.assert_allclose(r_h_fm, r_h_ref.T, rtol=SAME_RTOL)

@@ -161,7 +161,9 @@ class AddingStream(AddingProblem):
     carries_state = True
     outputs = "every"
 
-    def batch(self, rng, batch_size):
+    def batch(self, rng, batch_size, step=0):
+        """A stream task is also given the training step (which window to read); this one
+        draws every window from ``rng`` and ignores it."""
         x, targets, mask = super().batch(rng, batch_size)
         xp = backend.get_xp()
         return x, xp.broadcast_to(targets, (self.T,) + targets.shape).copy(), mask

@@ -378,6 +378,21 @@ def test_report_files_and_a_report_while_cells_are_pending(tmp_path, capsys):
     assert sum(line.endswith(",1") for line in lines[1:]) == 1  # one lr selected
 
 
+def test_cells_recording_gradient_flow_get_a_flow_figure_per_group(tmp_path):
+    spec = SweepSpec.from_dict({
+        "base": {**json.loads(json.dumps(TINY_BASE)),
+                 "train": {**TINY_BASE["train"], "flow_every": 10}},
+        "seeds": [0], "axes": {"model": [{"name": "elman", "hidden": 4},
+                                         {"name": "nru", "hidden": 4}]}})
+    run_sweep(spec, str(tmp_path), executor="serial", progress=False, echo=lambda *_: None)
+    flows = sorted(p.name for p in tmp_path.glob("flow-*.png"))
+    assert flows == ["flow-elman_hidden=4.png", "flow-nru_hidden=4.png"]
+    with Store(str(tmp_path), readonly=True) as store:
+        cell = next(c for c in store.cells() if c["config"]["model"]["name"] == "nru")
+        records = [r for r in store.history(cell["cell_id"]) if r["kind"] == "flow"]
+    assert [r["step"] for r in records] == [0, 10] and "memory_change" in records[0]
+
+
 def test_report_of_a_folder_without_a_sweep_is_one_line(tmp_path, capsys):
     code, _, err = run_main(capsys, ["report", str(tmp_path)])
     assert code == 2 and "holds no sweep" in one_line(err)

@@ -299,7 +299,7 @@ def test_run_ids_tell_configs_apart_but_not_their_lengths():
     ("model.hidden", 0, "hidden must be an integer >= 1"),
     ("optimizer.lr", 0.0, "lr must be a finite number > 0"),
     ("optimizer.lr", -1.0, "lr must be a finite number > 0"),
-    ("task", "copying", "task must be one of adding"),
+    ("task", "no-such-task", "task must be one of adding"),
     ("model", "transformer", "model must be one of elman, lstm, gru"),
     ("optimizer", "rmsprop", "optimizer must be one of"),
     ("model.init", "zeros", "init must be one of identity"),

@@ -321,3 +321,47 @@ def curves_by_update(runs, baseline, threshold, title, metric="error", floor=1e-
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def saturation(biases, reach, gate_grad, others, title):
+    """Tutorial 07, section 2: against the LSTM's forget-gate bias, how far the gradient
+    travels (||dL/dh_1|| / ||dL/dh_T||, ``reach[b]``) and how much the gate learns
+    (||dL/db_f||, ``gate_grad[b]``); ``others``: label -> the first ratio of other cells, drawn
+    as horizontal references."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    axes[0].semilogy(biases, [reach[b] for b in biases], "o-", color="tab:blue", label="LSTM")
+    for (label, value), colour in zip(others.items(), GAIN_COLOURS[1:] + ("tab:brown",)):
+        axes[0].axhline(value, color=colour, ls="--", lw=1, label=f"{label} (default init)")
+    axes[0].set_ylabel("||dL/dh_1|| / ||dL/dh_T||")
+    axes[1].semilogy(biases, [gate_grad[b] for b in biases], "o-", color="tab:red")
+    axes[1].set_ylabel("||dL/db_f||: the forget gate's own gradient")
+    for ax in axes:
+        ax.set_xlabel("forget-gate bias b_f")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def gradient_flow_panels(flows, T):
+    """Tutorial 07, section 3: one heatmap per model (``flows``: label -> its flow records),
+    training update (rows) against time step (columns), colour log10 ||dL/dh_t|| of the top
+    layer, on one colour scale so the models compare."""
+    grids = {k: np.log10(np.maximum([r["grad_h"][-1] for r in v], 1e-30))
+             for k, v in flows.items()}
+    low = min(g.min() for g in grids.values())
+    high = max(g.max() for g in grids.values())
+    fig, axes = plt.subplots(1, len(grids), figsize=(4.2 * len(grids), 3.6), squeeze=False)
+    for ax, (label, grid) in zip(axes[0], grids.items()):
+        steps = [r["step"] for r in flows[label]]
+        image = ax.imshow(grid, aspect="auto", origin="lower", vmin=low, vmax=high,
+                          extent=(0.5, grid.shape[1] + 0.5, -0.5, len(steps) - 0.5),
+                          cmap="viridis", interpolation="nearest")
+        ax.set_yticks(range(len(steps))[::max(1, len(steps) // 5)],
+                      [str(s) for s in steps][::max(1, len(steps) // 5)])
+        ax.set_title(label)
+        ax.set_xlabel(f"time step t (T + 20 = {T + 20})")
+        ax.set_ylabel("update")
+    fig.colorbar(image, ax=axes[0].tolist(), label="log10 ||dL/dh_t||")
+    return fig

@@ -13,6 +13,10 @@ are counted, not guessed) and writes into the folder:
     differ only in seed.
 ``report.csv``
     The all-groups table, one row per group, with a ``selected`` column.
+``flow-<group>.png``
+    Where cells recorded gradient flow (``train.flow_every``), the first seed's per-step
+    ||dLoss/dh_t|| (and memory use) over training, one figure per group
+    (:func:`rnnlab.train.diagnostics.gradient_flow_figure`).
 ``curves-<setting>.png``
     Per setting of the remaining axes (``task.T=100``, ...), the validation metric against
     step of each selected group: the median across seeds and a band from the 25th to the 75th
@@ -38,6 +42,7 @@ import warnings
 
 import numpy as np
 
+from ..train.diagnostics import gradient_flow_figure
 from ..train.plots import cost_curves_figure
 from .store import Store
 from .sweep import _text, axes_label
@@ -150,7 +155,10 @@ def format_report(folder: str) -> tuple:
     status = {s: sum(c["status"] == s for c in cells)
               for s in ("done", "diverged", "failed", "pending")}
     metric = next((g["metric"] for g in groups if g["metric"]), "metric")
-    first = groups[0] if groups else {}
+    # the header's threshold and baseline: from a group whose cells recorded them (a failed
+    # cell records neither)
+    first = next((g for g in groups if g.get("baseline") is not None
+                  or g.get("threshold") is not None), groups[0] if groups else {})
     lines = [f"# Sweep report: {folder}", "",
              f"{len(cells)} cells in {len(groups)} groups: "
              + ", ".join(f"{v} {k}" for k, v in status.items())
@@ -265,6 +273,15 @@ def _write_curves(folder: str, groups: list, best: dict, select: tuple) -> list:
                                    f"{key} (the first seed of each)").savefig(
                     path, dpi=110)
                 paths.append(path)
+            # gradient flow (train.flow_every): one figure per group, its first seed
+            for label, history in runs.items():
+                if any(r.get("kind") == "flow" for r in history):
+                    both = key if label == "base" else f"{key} {label}"
+                    name = re.sub(r"[^A-Za-z0-9.=-]+", "_", both).strip("_")
+                    path = os.path.join(folder, f"flow-{name}.png")
+                    gradient_flow_figure(history, f"{key} {label} (the first seed)").savefig(
+                        path, dpi=110)
+                    paths.append(path)
     return paths
 
 

@@ -25,6 +25,15 @@ A recurrent model is anything with this shape (checked structurally, no base cla
     What structural damping of strength 1 adds to a Gauss-Newton product's backward
     (:func:`rnnlab.objective.gauss_newton_product`); Hessian-free's ``structural_damping``
     option needs it.
+``hidden_gradients(params, dy, cache) -> list of (T, B, H_l)`` (optional)
+    dLoss/dh_t for t = 1..T per layer: the gradient reaching each hidden output through the
+    readout, the layer above and all later steps, as BPTT computes it, with the rest of step
+    t's state held fixed (for a memory cell whose step t computes m_t from h_t, such as the
+    NRU, the path through m_t is in the memory's gradient): what the backward of the steps
+    after t returns as the h part of its ``d_state`` when a sequence is split after step t.
+    The gradient-flow diagnostics (:mod:`rnnlab.train.diagnostics`) plot its norm per step.
+``memory(cache) -> list of (T + 1, B, m_l)`` (optional, memory cells such as the NRU)
+    The memory vectors m_0..m_T per layer; the diagnostics plot how much each step changes them.
 
 A model class is registered in :data:`MODELS` with its ``options`` (a tuple of
 :class:`rnnlab.options.Option`) and a classmethod ``build(n_in, n_out, outputs, *, seed, dtype,
@@ -64,7 +73,16 @@ class RecurrentModel(Protocol):
 class StackedSpec:
     """What the specs of stacked recurrent models share (a mixin for their frozen dataclasses
     with fields ``n_in``, ``hidden``, ``n_out``, ``bias`` and ``outputs``): the checks of those
-    fields and the layer views."""
+    fields and the layer views.
+
+    ``train_arrays_per_unit`` and ``eval_arrays_per_unit`` count the (T, B) arrays per hidden
+    unit that a training step (forward cache plus BPTT workspace) and an evaluation forward
+    keep; :mod:`rnnlab.train.memory` sizes runs from them, so a cell with more per-step state
+    (gates, cell states, memories) declares more.
+    """
+
+    train_arrays_per_unit = 4
+    eval_arrays_per_unit = 2
 
     def _check_stack(self) -> None:
         """Validate the shared fields; ``hidden`` becomes a tuple of widths."""

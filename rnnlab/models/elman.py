@@ -21,6 +21,25 @@ in-place elementwise calls per step (forward) and one GEMM and one or two elemen
 step (backward); weight gradients are one GEMM each over all T*B rows. The per-step GEMM runs
 states-first, (B, H) @ (H, H), or weights-first, (H, H) @ (H, B), whichever the BLAS does faster
 for the shape (:func:`_weights_first`). Timings against PyTorch: ``benchmarks/README.md``.
+
+Layer normalisation (option ``layer_norm``, default off; Ba, Kiros & Hinton 2016, "Layer
+normalization", Section 3.1 for RNNs; the RNN-orth and RNN-id baselines of ``nru.md`` use it)::
+
+    a_t^i = W_in^i h_t^{i-1} + W_rec^i h_{t-1}^i                       (no b^i)
+    n_t^i = (a_t^i - mean(a_t^i)) / sqrt(var(a_t^i) + eps)             over the H_i units
+    h_t^i = act(g^i * n_t^i + beta^i)
+
+with the biased variance (divided by H_i) and eps = :data:`LN_EPS` = 1e-5 inside the square
+root (``torch.nn.LayerNorm``'s; Ba et al. write none, implementations add one so a constant
+pre-activation does not divide by zero). Every layer is normalised. Each layer has a gain
+``layer{i}.g`` (init 1) and, with ``bias``, a shift ``layer{i}.beta`` (init 0); the bias b^i is
+dropped, since the mean subtraction cancels it exactly (it would have zero gradient for ever),
+and beta^i takes its place after the normalisation, as in Ba et al.'s equation. A normalised
+layer is not positively homogeneous (its output does not scale with its weights), so path
+geometry, Path-SGD, G-SGD and PSGD's stacked Kronecker blocks refuse it; and structural
+damping's ``"matching"`` form is refused for it (:meth:`ElmanRNN.structural_damping`). Its
+steps are plain loops over the pure functions :func:`layer_norm_step` and its backward and
+R-op; the default, un-normalised path does no extra work.
 """
 from __future__ import annotations
 
@@ -35,6 +54,7 @@ from . import init as inits
 from .base import StackedSpec, check_d_hidden, readout_backward
 
 ACTIVATIONS = ("relu", "tanh", "identity")
+LN_EPS = 1e-5  # inside the square root of the layer-norm variance (torch.nn.LayerNorm's)
 
 
 def _check_hidden(name, value):
@@ -105,6 +125,45 @@ def _check_arrays(arrays):
             raise ConfigError(f"{name} must be {ndim}-D; got shape {tuple(a.shape)}")
 
 
+# ---------------------------------------------------------------------- layer-norm steps
+def layer_norm_step(a, gain, shift, norm, rstd, z):
+    """Normalise one step's pre-activation ``a : (B, H)`` over its H units: write
+    n = (a - mean(a)) / sqrt(var(a) + eps) into ``norm : (B, H)`` (which may be ``a`` itself),
+    1 / sqrt(var(a) + eps) into ``rstd : (B, 1)`` and ``gain * n + shift`` into ``z : (B, H)``
+    (``shift`` None: no shift). Ba, Kiros & Hinton 2016, Section 3.1, with eps."""
+    xp = backend.get_xp()
+    xp.subtract(a, a.mean(axis=-1, keepdims=True), out=norm)
+    xp.sqrt((norm * norm).mean(axis=-1, keepdims=True) + LN_EPS, out=rstd)
+    xp.divide(1.0, rstd, out=rstd)
+    norm *= rstd
+    xp.multiply(norm, gain, out=z)
+    if shift is not None:
+        z += shift
+
+
+def _center_project(d, norm, rstd):
+    """rstd * (d - mean(d) - norm * mean(d * norm)): the Jacobian of n(a) (symmetric) applied
+    to ``d : (B, H)``; with d = dLoss/dn it is dLoss/da, with d = R a it is R n."""
+    return rstd * (d - d.mean(axis=-1, keepdims=True)
+                   - norm * (d * norm).mean(axis=-1, keepdims=True))
+
+
+def layer_norm_step_backward(dz, norm, rstd, gain):
+    """dLoss/da : (B, H) from dLoss/dz ``dz : (B, H)`` for z = gain * n(a) + shift (the
+    gain's and shift's gradients, sums of dz * n and dz over steps and sequences, are the
+    caller's)."""
+    return _center_project(dz * gain, norm, rstd)
+
+
+def layer_norm_step_rop(ra, norm, rstd, gain, v_gain, v_shift):
+    """R z : (B, H) for z = gain * n(a) + shift from R a ``ra : (B, H)`` and the directions
+    ``v_gain``, ``v_shift`` (None: no shift) of the gain and shift."""
+    rz = gain * _center_project(ra, norm, rstd) + v_gain * norm
+    if v_shift is not None:
+        rz += v_shift
+    return rz
+
+
 @dataclasses.dataclass(frozen=True)
 class ElmanSpec(StackedSpec):
     """The structure of a stacked Elman RNN, readable without running it.
@@ -119,9 +178,12 @@ class ElmanSpec(StackedSpec):
         Output size.
     activation : {"relu", "tanh", "identity"}
     bias : bool
-        Whether hidden layers and the output have biases (the paper's bias node).
+        Whether hidden layers and the output have biases (the paper's bias node); with
+        ``layer_norm`` the hidden layers' shifts beta^i instead of b^i.
     outputs : {"every", "last", "masked"}
         Which steps emit an output.
+    layer_norm : bool
+        Layer normalisation of every hidden layer's pre-activation (module docstring).
     """
 
     n_in: int
@@ -130,12 +192,30 @@ class ElmanSpec(StackedSpec):
     activation: str = "relu"
     bias: bool = True
     outputs: str = "last"
+    layer_norm: bool = False
 
     kind = "elman"  # the registry name (a class attribute, not a field)
 
     def __post_init__(self):
         self._check_stack()
         validate.choice("activation", self.activation, ACTIVATIONS)
+        if not isinstance(self.layer_norm, bool):
+            raise ConfigError(f"layer_norm must be True or False; got {self.layer_norm!r}")
+        if self.layer_norm and min(self.hidden) < 2:
+            # one unit minus its own mean is 0: the layer would output act(beta), a constant
+            raise ConfigError(f"layer_norm needs hidden layers of at least 2 units; got hidden "
+                              f"{list(self.hidden)}")
+
+    # (T, B) arrays per hidden unit (rnnlab.train.memory): training keeps the states, the
+    # pre-activation gradients (first the activation derivative) and the gradient from above,
+    # plus the normalised pre-activations n_t with layer_norm; evaluation the states (and n_t)
+    @property
+    def train_arrays_per_unit(self) -> int:
+        return 5 if self.layer_norm else 4
+
+    @property
+    def eval_arrays_per_unit(self) -> int:
+        return 3 if self.layer_norm else 2
 
     def param_shapes(self) -> dict:
         """Parameter names and shapes, in the model's fixed order."""
@@ -143,7 +223,11 @@ class ElmanSpec(StackedSpec):
         for i, width in enumerate(self.hidden, start=1):
             shapes[f"layer{i}.W_in"] = (width, fan_in)
             shapes[f"layer{i}.W_rec"] = (width, width)
-            if self.bias:
+            if self.layer_norm:
+                shapes[f"layer{i}.g"] = (width,)
+                if self.bias:
+                    shapes[f"layer{i}.beta"] = (width,)
+            elif self.bias:
                 shapes[f"layer{i}.b"] = (width,)
             fan_in = width
         shapes["out.W"] = (self.n_out, fan_in)
@@ -152,8 +236,12 @@ class ElmanSpec(StackedSpec):
         return shapes
 
     def to_dict(self) -> dict:
-        """A JSON-friendly description (checkpoints store it)."""
-        return dataclasses.asdict(self) | {"hidden": list(self.hidden)}
+        """A JSON-friendly description (checkpoints store it); ``layer_norm`` only when on, so
+        an un-normalised spec reads as before the option existed."""
+        d = dataclasses.asdict(self) | {"hidden": list(self.hidden)}
+        if not self.layer_norm:
+            del d["layer_norm"]
+        return d
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,10 +254,16 @@ class ElmanCache:
         The input sequence.
     h : list of d arrays (T + 1, B, H_i)
         Hidden states per layer; ``h[i][0]`` is the initial state, ``h[i][t]`` is h_t.
+    norm : list of d arrays (T, B, H_i), or None
+        With ``layer_norm``: the normalised pre-activations n_1..n_T per layer.
+    rstd : list of d arrays (T, B, 1), or None
+        With ``layer_norm``: 1 / sqrt(var(a_t) + eps) per layer, step and sequence.
     """
 
     x: object
     h: list
+    norm: list = None
+    rstd: list = None
 
     @property
     def final_state(self) -> list:
@@ -201,6 +295,8 @@ class ElmanRNN:
         Option.number("init_scale", 0.01, "a of U(-a, a) for the identity and uniform inits",
                       minimum=0),
         Option.flag("bias", True, "biases on hidden layers and output (the bias node)"),
+        Option.flag("layer_norm", False, "layer normalisation of each hidden layer (Ba et al. "
+                    "2016): a gain and shift per layer replace its bias"),
     )
 
     @classmethod
@@ -211,11 +307,11 @@ class ElmanRNN:
         return cls.create(n_in, spec.hidden, n_out, activation=spec.activation, bias=spec.bias,
                           outputs=outputs, init=options.get("init", "identity"),
                           gain=options.get("gain", 1.0), scale=options.get("init_scale", 0.01),
-                          seed=seed, dtype=dtype)
+                          seed=seed, dtype=dtype, layer_norm=spec.layer_norm)
 
     @classmethod
     def spec_for(cls, n_in: int, n_out: int, outputs: str, *, hidden=100, layers=None,
-                 activation="relu", bias=True, **_weights) -> ElmanSpec:
+                 activation="relu", bias=True, layer_norm=False, **_weights) -> ElmanSpec:
         """The structure the options describe, without drawing any weight (what the trainer
         reads to estimate a run's memory before allocating it)."""
         if isinstance(hidden, int):
@@ -225,7 +321,7 @@ class ElmanRNN:
             if layers is not None and layers != len(widths):
                 raise ConfigError(f"layers ({layers}) must equal the number of widths in hidden "
                                   f"{list(widths)}, or be left out")
-        return ElmanSpec(n_in, widths, n_out, activation, bias, outputs)
+        return ElmanSpec(n_in, widths, n_out, activation, bias, outputs, layer_norm)
 
     def __init__(self, spec: ElmanSpec, params: dict):
         self.spec = spec
@@ -236,7 +332,8 @@ class ElmanRNN:
     @classmethod
     def create(cls, n_in: int, hidden, n_out: int, *, activation: str = "relu",
                bias: bool = True, outputs: str = "last", init: str = "identity",
-               gain: float = 1.0, scale: float = 0.01, seed: int = 0, dtype=None):
+               gain: float = 1.0, scale: float = 0.01, seed: int = 0, dtype=None,
+               layer_norm: bool = False):
         """A model with freshly initialised weights (see :mod:`rnnlab.models.init`).
 
         Parameters
@@ -250,8 +347,11 @@ class ElmanRNN:
         seed : int >= 0
             Seed of the host generator that draws the weights (a NumPy integer is accepted).
         dtype : float32 or float64, default the training dtype.
+        layer_norm : bool
+            Layer-normalised layers (module docstring): gains start at 1, shifts at 0, and the
+            weights are drawn as without it (the same seed gives the same W_in, W_rec, W_out).
         """
-        spec = ElmanSpec(n_in, hidden, n_out, activation, bias, outputs)
+        spec = ElmanSpec(n_in, hidden, n_out, activation, bias, outputs, layer_norm)
         seed = validate.positive_int("seed", seed, minimum=0)
         validate.choice("init", init, inits.INITS)
         validate.positive_float("gain", gain, allow_zero=True)
@@ -260,8 +360,10 @@ class ElmanRNN:
         rng = backend.host_rng(seed)
         host = {}
         for name, shape in spec.param_shapes().items():
-            if name.endswith(".b"):
+            if name.endswith((".b", ".beta")):
                 w = backend.numpy.zeros(shape)
+            elif name.endswith(".g"):
+                w = backend.numpy.ones(shape)
             elif name.endswith(".W_rec"):
                 w = inits.recurrent_matrix(init, rng, shape[0], gain, scale)
             else:
@@ -308,7 +410,8 @@ class ElmanRNN:
     def __repr__(self):
         s = self.spec
         return (f"ElmanRNN(n_in={s.n_in}, hidden={list(s.hidden)}, n_out={s.n_out}, "
-                f"activation={s.activation!r}, bias={s.bias}, outputs={s.outputs!r})")
+                f"activation={s.activation!r}, bias={s.bias}, outputs={s.outputs!r}"
+                + (", layer_norm=True)" if s.layer_norm else ")"))
 
     # ------------------------------------------------------------------ helpers
     def _check_params(self, params, v=None):
@@ -335,6 +438,9 @@ class ElmanRNN:
             raise ConfigError(f"cache does not come from this model's forward() at {dtype} "
                               f"parameters: hidden states {got} of {x.dtype}, expected {want} "
                               f"of {dtype}")
+        if s.layer_norm and (cache.norm is None or cache.rstd is None):
+            raise ConfigError("cache has no normalised pre-activations: it does not come from "
+                              "the forward() of this layer_norm = true model")
         return T, B
 
     def _check_input(self, params, x, state):
@@ -390,13 +496,22 @@ class ElmanRNN:
         s = self.spec
         T, B, _ = x.shape
         below, hs = x, []
+        norms, rstds = ([], []) if s.layer_norm else (None, None)
         for i, width in enumerate(s.hidden, start=1):
             h = xp.empty((T + 1, B, width), dtype=x.dtype)
             h[0] = 0 if state is None else state[i - 1]
-            # h[t + 1] first holds the input projection W_in h_t^{i-1} + b; the loop adds the
-            # recurrent term and applies the activation in place.
-            self._input_projection(params, i, below, out=h[1:])
-            self._recur_forward(h, params[f"layer{i}.W_rec"])
+            if s.layer_norm:
+                # norm[t] first holds the input projection W_in h_t^{i-1}
+                norm = xp.empty((T, B, width), dtype=x.dtype)
+                rstd = xp.empty((T, B, 1), dtype=x.dtype)
+                self._input_projection(params, i, below, out=norm)
+                self._ln_recur_forward(params, i, h, norm, rstd)
+                norms.append(norm), rstds.append(rstd)
+            else:
+                # h[t + 1] first holds the input projection W_in h_t^{i-1} + b; the loop adds
+                # the recurrent term and applies the activation in place.
+                self._input_projection(params, i, below, out=h[1:])
+                self._recur_forward(h, params[f"layer{i}.W_rec"])
             hs.append(h)
             below = h[1:]
         top = hs[-1]
@@ -406,7 +521,29 @@ class ElmanRNN:
             y = (top[1:].reshape(T * B, -1) @ params["out.W"].T).reshape(T, B, s.n_out)
         if s.bias:
             y += params["out.b"]
-        return y, ElmanCache(x=x, h=hs)
+        return y, ElmanCache(x=x, h=hs, norm=norms, rstd=rstds)
+
+    def _activate_(self, z):
+        """act(z) in place."""
+        xp = backend.get_xp()
+        if self.spec.activation == "relu":
+            xp.maximum(z, 0, out=z)
+        elif self.spec.activation == "tanh":
+            xp.tanh(z, out=z)
+
+    def _ln_recur_forward(self, params, i, h, norm, rstd):
+        """The recursion of a layer-normalised layer, for t = 0..T-1: a = norm[t] (the input
+        projection) + h[t] @ W_rec^T, normalised in place into norm[t] (and 1/std into
+        rstd[t]), h[t + 1] = act(g * norm[t] + beta). A plain per-step loop: normalising needs
+        two reductions over the units per step, which the fused in-place loop of
+        :meth:`_recur_forward` cannot absorb."""
+        w_rec_t = params[f"layer{i}.W_rec"].T
+        gain, shift = params[f"layer{i}.g"], params.get(f"layer{i}.beta")
+        for t in range(norm.shape[0]):
+            a = norm[t]
+            a += h[t] @ w_rec_t
+            layer_norm_step(a, gain, shift, a, rstd[t], h[t + 1])
+            self._activate_(h[t + 1])
 
     def _recur_forward(self, h, w_rec):
         """h[t + 1] = act(h[t] @ w_rec.T + h[t + 1]) for t = 0..T-1, in place.
@@ -469,7 +606,8 @@ class ElmanRNN:
         T, B, fan_in = below.shape
         rows, width = T * B, out.shape[-1]
         flat_out = out.reshape(rows, width)  # a view: out is contiguous (a slice of h)
-        if self.spec.bias and 1 < fan_in < width:
+        bias = self.spec.bias and not self.spec.layer_norm  # layer_norm: no b (it cancels)
+        if bias and 1 < fan_in < width:
             below_1 = xp.empty((rows, fan_in + 1), dtype=below.dtype)
             below_1[:, :fan_in] = below.reshape(rows, fan_in)
             below_1[:, fan_in] = 1
@@ -482,7 +620,7 @@ class ElmanRNN:
             xp.multiply(below, w_in[:, 0], out=out)
         else:
             xp.matmul(below.reshape(rows, fan_in), w_in.T, out=flat_out)
-        if self.spec.bias:
+        if bias:
             out += params[f"layer{i}.b"]
 
     # ------------------------------------------------------------------ backward
@@ -511,6 +649,30 @@ class ElmanRNN:
         d_state : list of (B, H_i)
             dLoss/d(initial state) per layer.
         """
+        return self._backward(params, dy, cache, d_final_state, d_hidden)
+
+    def hidden_gradients(self, params: dict, dy, cache: ElmanCache) -> list:
+        """dLoss/dh_t for t = 1..T per layer, as BPTT computes it: the total gradient reaching
+        each hidden state through the readout, the layer above and all later steps.
+
+        Parameters
+        ----------
+        dy : same shape as the forward's y
+            dLoss/dy.
+        cache : ElmanCache
+            From :meth:`forward`.
+
+        Returns
+        -------
+        list of d arrays (T, B, H_i)
+        """
+        record = []
+        self._backward(params, dy, cache, record=record)
+        return record
+
+    def _backward(self, params, dy, cache, d_final_state=None, d_hidden=None, record=None):
+        """:meth:`backward`; with ``record`` (a list) it also puts dLoss/dh_t of every layer,
+        (T, B, H_i) arrays in layer order, into ``record``."""
         xp = backend.get_xp()
         s = self.spec
         dtype = self._check_params(params)
@@ -529,6 +691,7 @@ class ElmanRNN:
         grads, d_from_above, d_last = readout_backward(s, params, dy, hs[-1], T, B)
 
         d_state = [None] * s.layers
+        recorded = [None] * s.layers
         for i in range(s.layers, 0, -1):
             h = hs[i - 1]
             width = s.hidden[i - 1]
@@ -548,26 +711,69 @@ class ElmanRNN:
             if d_hidden is not None:
                 extra = d_hidden[i - 1]
                 d_from_above = extra if d_from_above is None else d_from_above + extra
-            self._recur_backward(d_pre, g, w_rec, d_from_above, scaled)
+            rec = None if record is None else xp.empty((T, B, width), dtype=x.dtype)
+            if s.layer_norm:
+                # d_pre (act' times dLoss/dh_t, i.e. dLoss/dz_t) gives way to dLoss/da_t
+                d_z, d_pre = d_pre, xp.empty((T, B, width), dtype=x.dtype)
+                self._ln_recur_backward(params, i, cache, d_z, d_pre, g, d_from_above,
+                                        scaled, rec)
+                d_z2 = d_z.reshape(T * B, width)
+                ones = xp.ones(T * B, dtype=x.dtype)
+                grads[f"layer{i}.g"] = ones @ (d_z2 * cache.norm[i - 1].reshape(T * B, width))
+                if s.bias:
+                    grads[f"layer{i}.beta"] = ones @ d_z2
+            else:
+                self._recur_backward(d_pre, g, w_rec, d_from_above, scaled, rec)
+            recorded[i - 1] = rec
             d_state[i - 1] = g
             d_pre2 = d_pre.reshape(T * B, width)
             fan_in = below.shape[2]
             grads[f"layer{i}.W_rec"] = d_pre2.T @ h[:-1].reshape(T * B, width)
             grads[f"layer{i}.W_in"] = d_pre2.T @ below.reshape(T * B, fan_in)
-            if s.bias:
+            if s.bias and not s.layer_norm:
                 # a GEMV with ones sums over the T*B rows faster than d_pre2.sum(axis=0)
                 grads[f"layer{i}.b"] = xp.ones(T * B, dtype=x.dtype) @ d_pre2
             if i > 1:
                 d_from_above = (d_pre2 @ params[f"layer{i}.W_in"]).reshape(T, B, fan_in)
             d_last = None
+        if record is not None:
+            record[:] = recorded
         return {k: grads[k] for k in params}, d_state
 
-    def _recur_backward(self, d_pre, g, w_rec, d_from_above, scaled):
+    def _ln_recur_backward(self, params, i, cache, d_z, d_a, g, d_from_above, scaled, rec):
+        """BPTT through a layer-normalised layer's recursion, for t = T-1..0::
+
+            g += d_from_above[t]                      (if given)
+            d_z[t] = g * d_z[t]   (scaled)  or  g     (d_z first holds act'; identity: not)
+            d_a[t] = layer_norm_step_backward(d_z[t], norm[t], rstd[t], gain)
+            g = d_a[t] @ w_rec                        (dLoss/dh_{t-1}, left in ``g``)
+
+        ``rec[t]`` (if given) receives g after the first line: dLoss/dh_t.
+        """
+        xp = backend.get_xp()
+        w_rec, gain = params[f"layer{i}.W_rec"], params[f"layer{i}.g"]
+        norm, rstd = cache.norm[i - 1], cache.rstd[i - 1]
+        for t in range(d_z.shape[0] - 1, -1, -1):
+            if d_from_above is not None:
+                g += d_from_above[t]
+            if rec is not None:
+                rec[t] = g
+            if scaled:
+                d_z[t] *= g
+            else:
+                d_z[t] = g
+            d_a[t] = layer_norm_step_backward(d_z[t], norm[t], rstd[t], gain)
+            xp.matmul(d_a[t], w_rec, out=g)
+
+    def _recur_backward(self, d_pre, g, w_rec, d_from_above, scaled, record=None):
         """BPTT through one layer's recursion, in place, for t = T-1..0::
 
             g += d_from_above[t]                          (if given: a loss at every step)
             d_pre[t] = g * d_pre[t]   (scaled)  or  g     (identity activation)
             g = d_pre[t] @ w_rec                          (dLoss/dh_{t-1}, left in ``g``)
+
+        ``record`` (a (T, B, H) array, optional) receives g of step t before it propagates:
+        dLoss/dh_t. It wraps the propagation, so the loops without it do no extra work.
 
         Two or three calls per step on views split off once, ufuncs bound to locals (see
         :meth:`_recur_forward`); the GEMM's operand order follows :func:`_weights_first`.
@@ -589,6 +795,13 @@ class ElmanRNN:
             def propagate(d):  # (B, H) @ (H, H)
                 matmul(d, w_rec, out=g)
 
+        if record is not None:
+            inner, slots = propagate, iter(list(record)[::-1])
+
+            def propagate(d):  # g still holds dLoss/dh_t here
+                copyto(next(slots), g)
+                inner(d)
+
         if d_from_above is None:
             if scaled:
                 for d in steps:
@@ -608,7 +821,11 @@ class ElmanRNN:
                 propagate(d)
 
     # ------------------------------------------------------------------ structural damping
-    structural_form = "matching"  # Hessian-free's default form for this model (MS11's)
+    @property
+    def structural_form(self) -> str:
+        """Hessian-free's default form for this model: MS11's ``"matching"``, or ``"hidden"``
+        with ``layer_norm`` (where "matching" is refused)."""
+        return "hidden" if self.spec.layer_norm else "matching"
 
     def structural_damping(self, r_hidden, cache: ElmanCache, form: str = "matching"):
         """The ``d_hidden`` that adds structural damping (Martens & Sutskever 2011) of strength
@@ -622,6 +839,13 @@ class ElmanRNN:
         the penalty 1/2 sum_t ||R h_t||^2 on the hidden states themselves (dLoss/dh_t gains
         R h_t). For ReLU and the identity the two are the same.
 
+        With ``layer_norm`` only ``"hidden"`` is defined. MS11's matching loss sits on the
+        pre-activation a_t = W_in h_t^{i-1} + W_rec h_{t-1} + b, linear in the weights, with
+        h_t = act(a_t); a normalised layer has h_t = act(g * n_t + beta), not act(a_t). Moving
+        the matching loss to the input of act would be a different penalty (its curvature
+        passes through the linearised normalisation), one that neither MS11 nor rnnlab's tests
+        describe, so it is refused rather than silently renamed "matching".
+
         Parameters
         ----------
         r_hidden : list of (T + 1, B, H_i)
@@ -633,6 +857,10 @@ class ElmanRNN:
         -------
         list of (T, B, H_i)
         """
+        if form == "matching" and self.spec.layer_norm:
+            raise ConfigError("structural_form 'matching' (Martens & Sutskever 2011's matching "
+                              "loss on the pre-activation, with h = act(pre-activation)) is not "
+                              "defined with layer_norm = true; use structural_form 'hidden'")
         validate.choice("form", form, ("matching", "hidden"))
         xp = backend.get_xp()
         out = []
@@ -676,7 +904,7 @@ class ElmanRNN:
             # R(pre-activation) from the weight directions, for all steps at once ...
             r_pre = (below.reshape(T * B, -1) @ v[f"layer{i}.W_in"].T).reshape(T, B, width)
             r_pre += (h[:-1].reshape(T * B, width) @ v[f"layer{i}.W_rec"].T).reshape(T, B, width)
-            if s.bias:
+            if s.bias and not s.layer_norm:
                 r_pre += v[f"layer{i}.b"]
             if r_below is not None:
                 r_pre += (r_below.reshape(T * B, -1) @ params[f"layer{i}.W_in"].T).reshape(
@@ -684,9 +912,18 @@ class ElmanRNN:
             # ... then the recurrence through R(h_{t-1}).
             r_h = xp.zeros((T + 1, B, width), dtype=x.dtype)
             w_rec_t = params[f"layer{i}.W_rec"].T
-            for t in range(T):
-                r = r_pre[t] + r_h[t] @ w_rec_t
-                r_h[t + 1] = r if deriv is None else r * deriv[t]
+            if s.layer_norm:
+                gain, v_gain = params[f"layer{i}.g"], v[f"layer{i}.g"]
+                v_shift = v.get(f"layer{i}.beta")
+                norm, rstd = cache.norm[i - 1], cache.rstd[i - 1]
+                for t in range(T):
+                    r = layer_norm_step_rop(r_pre[t] + r_h[t] @ w_rec_t, norm[t], rstd[t],
+                                            gain, v_gain, v_shift)
+                    r_h[t + 1] = r if deriv is None else r * deriv[t]
+            else:
+                for t in range(T):
+                    r = r_pre[t] + r_h[t] @ w_rec_t
+                    r_h[t + 1] = r if deriv is None else r * deriv[t]
             r_hs.append(r_h)
             r_below = r_h[1:]
         top, r_top = hs[-1], r_hs[-1]

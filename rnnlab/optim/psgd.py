@@ -272,6 +272,10 @@ def _elman_blocks(shapes: dict, spec):
         return None
     if {k: tuple(v) for k, v in spec.param_shapes().items()} != shapes:
         return None
+    if getattr(spec, "layer_norm", False):
+        raise ConfigError("optimizer 'psgd': the stacked [W_in | W_rec | b] Kronecker blocks of "
+                          "Eq. (5) are for the un-normalised Elman RNN; got layer_norm = true "
+                          "(use preconditioner 'dense' or layer_norm = false)")
     bias = "out.b" in shapes  # the layout matches the spec's, so this is spec.bias
     blocks = []
     for i, width in enumerate(spec.hidden, start=1):

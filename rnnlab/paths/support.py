@@ -45,6 +45,11 @@ def require_elman(spec_or_model, *, what: str, activations=None):
     if kind != SUPPORTED_KIND:
         raise ConfigError(f"path geometry supports the stacked Elman RNN ({SUPPORTED_KIND!r}); "
                           f"got model {kind!r} (in {what})")
+    if getattr(spec, "layer_norm", False):
+        # a normalised layer is not positively homogeneous: rescalings, path values and path
+        # norms no longer describe the function it computes
+        raise ConfigError(f"{what}: path geometry needs the un-normalised Elman RNN; got "
+                          f"layer_norm = true (set layer_norm = false)")
     if activations is not None and spec.activation not in activations:
         if tuple(activations) == POSITIVELY_HOMOGENEOUS:
             need = ("needs ReLU ('relu'; 'identity' is allowed too: the claim holds for any "

@@ -6,6 +6,7 @@ one ``TASKS.register(name, Class)`` line here.
 from ..options import Registry
 from .adding import AddingProblem
 from .base import Task
+from .memory import Copying, Denoising, VariableCopying
 from .mnist import SequentialMNIST
 from .pathological import (Addition, Memory5, Memory20, Multiplication, RandomPermutation,
                            TemporalOrder2, TemporalOrder3, Xor)
@@ -23,6 +24,9 @@ TASKS.register("memory5", Memory5)
 TASKS.register("memory20", Memory20)
 TASKS.register("smnist", SequentialMNIST)
 TASKS.register("ptb-char", PTBChar)
+TASKS.register("copying", Copying)
+TASKS.register("variable-copying", VariableCopying)
+TASKS.register("denoising", Denoising)
 
 
 def make_task(name: str, dtype=None, **options) -> Task:
@@ -31,6 +35,6 @@ def make_task(name: str, dtype=None, **options) -> Task:
     return TASKS.get(name)(**TASKS.resolve(name, options), dtype=dtype)
 
 
-__all__ = ["AddingProblem", "Addition", "Memory20", "Memory5", "Multiplication",
-           "PTBChar", "RandomPermutation", "SequentialMNIST", "TASKS", "Task", "TemporalOrder2",
-           "TemporalOrder3", "Xor", "make_task"]
+__all__ = ["AddingProblem", "Addition", "Copying", "Denoising", "Memory20", "Memory5",
+           "Multiplication", "PTBChar", "RandomPermutation", "SequentialMNIST", "TASKS", "Task",
+           "TemporalOrder2", "TemporalOrder3", "VariableCopying", "Xor", "make_task"]

@@ -26,7 +26,9 @@ of its ``loss``, its ``options`` (a tuple of :class:`rnnlab.options.Option`, e.g
     steps to the threshold from them.
 ``carries_state``
     True for streams (language modelling): the final recurrent state of one batch is the
-    initial state of the next, in training and in evaluation, and is checkpointed.
+    initial state of the next, in training and in evaluation, and is checkpointed. A stream's
+    ``batch(rng, B, step)`` also takes the training step and returns the window that step
+    reads, so a resumed run continues the stream where it stopped.
 """
 from __future__ import annotations
 

@@ -10,8 +10,9 @@ nats / ln 2 over every predicted symbol, newlines included), also reported: ``ac
 Training is a stream (``carries_state = True``): the training symbols are cut into B contiguous
 columns and batch k holds steps ``[k T, (k + 1) T)`` of every column, so each batch continues
 the previous one (whose final state the trainer carries over); after the last whole window the
-streams start again from the beginning. The position is the task's own counter (``batch``
-ignores ``rng``), which restarts at 0 in a new process (see ``position``).
+streams start again from the beginning. Which window a batch is follows from the training step
+(``batch(rng, B, step)``: window ``step mod windows``, ``rng`` unused), so a resumed run reads
+the window it stopped at, with the carried state from its checkpoint.
 
 Evaluation (``eval_batches(n, seed, batch_size, split)``) covers the whole split: its symbols
 are cut into ``S = min(n, batch_size)`` contiguous streams, read in windows of T steps (one
@@ -75,7 +76,6 @@ class PTBChar(Task):
                 raise ConfigError(f"{symbols[split][1]} holds {len(ids)} symbols; a stream "
                                   "needs at least 2")
         self.n_in = self.n_out = len(self.vocabulary)
-        self.position, self._streams = 0, None
 
     def __repr__(self):
         return f"PTBChar(T={self.T}, V={self.n_in})"
@@ -84,21 +84,25 @@ class PTBChar(Task):
         table = np.eye(self.n_in, dtype=self.dtype)
         return table[ids]
 
-    def batch(self, rng, batch_size: int):
-        """The next window of T steps of ``batch_size`` contiguous training streams."""
+    def windows(self, batch_size: int) -> int:
+        """How many whole windows of T steps ``batch_size`` training streams hold (one pass)."""
         B = validate.positive_int("batch_size", batch_size)
         ids = self.ids["train"]
         length = (len(ids) - 1) // B
         if length < self.T:
             raise ConfigError(f"the training text ({len(ids)} symbols) is too short for "
                               f"{B} streams of at least T={self.T} steps")
-        if self._streams != B:
-            self._streams, self.position = B, 0
-        if self.position + self.T > length:
-            self.position = 0  # a new pass over the text
-        starts = np.arange(B) * length + self.position
+        return length // self.T
+
+    def batch(self, rng, batch_size: int, step: int = 0):
+        """Window ``step mod windows`` of T steps of ``batch_size`` contiguous training
+        streams (``rng`` is unused: the text is read in order)."""
+        windows = self.windows(batch_size)
+        step = validate.positive_int("step", step, minimum=0)
+        ids = self.ids["train"]
+        length = (len(ids) - 1) // batch_size
+        starts = np.arange(batch_size) * length + (step % windows) * self.T
         index = starts[None, :] + np.arange(self.T)[:, None]
-        self.position += self.T
         return (backend.to_device(self._one_hot(ids[index])),
                 backend.to_device(ids[index + 1]), None)
 

@@ -7,8 +7,9 @@ the estimate, the memory available and what to lower, instead of failing inside 
 swapping the machine to a halt.
 
 The estimate counts the arrays the stacked recurrent models keep per time step and sequence:
-the inputs, four arrays per hidden unit in training (states, pre-activation gradients, the
-activation derivative, the gradient from above) and two in evaluation, and three per output
+the inputs, the arrays per hidden unit the model's spec declares (``train_arrays_per_unit``,
+``eval_arrays_per_unit``; for the Elman RNN four in training: states, pre-activation gradients,
+the activation derivative, the gradient from above; and two in evaluation), and three per output
 (outputs, their gradient, the loss's temporaries). It is meant to be right within a factor of
 about two, which is what refusing an impossible size needs.
 """
@@ -31,7 +32,8 @@ def estimate_bytes(config, task, spec) -> dict:
     t = config.train
     itemsize = 8 if t["dtype"] == "float64" else 4
     hidden = sum(spec.widths)
-    T = getattr(task, "T", 1)
+    # the steps of the longest sequence: tasks with a layout around a nominal T say so
+    T = next((getattr(task, a) for a in ("length", "max_length", "T") if hasattr(task, a)), 1)
     out_steps = 1 if spec.outputs == "last" else T
     n_params = sum(math.prod(s) for s in spec.param_shapes().values())
     parameters = PARAM_COPIES * n_params * itemsize
@@ -39,8 +41,9 @@ def estimate_bytes(config, task, spec) -> dict:
     def per_sequence(per_hidden):
         return (T * (spec.n_in + per_hidden * hidden) + 3 * out_steps * spec.n_out) * itemsize
 
-    training = t["batch"] * per_sequence(4)
-    evaluation = min(t["eval_batch"], t["eval_size"]) * per_sequence(2)
+    training = t["batch"] * per_sequence(getattr(spec, "train_arrays_per_unit", 4))
+    evaluation = (min(t["eval_batch"], t["eval_size"])
+                  * per_sequence(getattr(spec, "eval_arrays_per_unit", 2)))
     return {"parameters": parameters, "training batch": training,
             "evaluation chunk": evaluation, "total": parameters + max(training, evaluation)}
 

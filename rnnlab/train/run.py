@@ -29,6 +29,7 @@ from ..models import MODELS, make_model
 from ..optim import clip_grad_norm, make_optimizer
 from ..optim.base import device_copy
 from ..tasks import make_task
+from .diagnostics import gradient_flow, supports_flow
 from .memory import check_fits
 from .sinks import FileSink
 
@@ -109,6 +110,9 @@ def build(config: RunConfig):
         raise ConfigError(f"optimizer {optimizer.name!r} needs the unclipped gradient (its "
                           "quadratic model and reduction ratio are of the loss itself): set "
                           "train.clip = 0 (--clip 0)")
+    if t["flow_every"] and not supports_flow(model):
+        raise ConfigError(f"train.flow_every needs a model with hidden_gradients(); model "
+                          f"{config.model['name']!r} has none (set flow_every = 0)")
     return task, model, optimizer, get_loss(task.loss)
 
 
@@ -359,11 +363,16 @@ def run(config: RunConfig, sink=None, *, resume: bool = False, progress: bool | 
                 log_eval([])
                 save_checkpoint()  # step 0: a diverging first update leaves a good checkpoint
             while step < t["steps"]:
-                x, targets, mask = task.batch(
-                    backend.host_rng(backend.derive_seed(t["seed"], STREAM_TRAIN, step)),
-                    t["batch"])
+                rng = backend.host_rng(backend.derive_seed(t["seed"], STREAM_TRAIN, step))
+                # a stream's window is a function of the step, so a resumed run continues it
+                x, targets, mask = (task.batch(rng, t["batch"], step=step)
+                                    if task.carries_state else task.batch(rng, t["batch"]))
                 batch = objective.Batch(x, targets, mask,
                                         stream_state if task.carries_state else None)
+                if t["flow_every"] and step % t["flow_every"] == 0:
+                    with backend.quiet_float_errors():
+                        record({"kind": "flow", "step": step,
+                                **gradient_flow(model, params, batch, loss)})
                 try:
                     with backend.quiet_float_errors():
                         metrics = train_step(model, params, optimizer, batch, loss, t["clip"],

@@ -28,6 +28,7 @@ import os
 
 from ..errors import CheckpointError, ConfigError, SinkError
 from . import checkpoint
+from .diagnostics import FLOW_FILE, gradient_flow_figure
 from .plots import plot_learning_curves
 
 METRICS_FILE = "metrics.jsonl"
@@ -72,7 +73,8 @@ class MemorySink:
 
 class FileSink:
     """A run folder: ``config.json``, ``metrics.jsonl`` (one JSON record per line, appended and
-    flushed as each is made), ``checkpoint.npz`` (atomic) and ``learning_curve.png``.
+    flushed as each is made), ``checkpoint.npz`` (atomic), ``learning_curve.png`` and, when
+    the run records gradient flow (``train.flow_every``), ``gradient_flow.png``.
 
     The folder is locked while a run uses it (``.lock``, an advisory ``flock`` that the system
     releases when the process ends, however it ends), so a second run on the same folder is
@@ -86,7 +88,7 @@ class FileSink:
     folder : str
         The run's folder (created if missing).
     plot : bool
-        Draw ``learning_curve.png`` when the run ends.
+        Draw ``learning_curve.png`` (and ``gradient_flow.png``) when the run ends.
     overwrite : bool
         Start a new run in a folder that holds one (its files are replaced).
     """
@@ -193,6 +195,11 @@ class FileSink:
                 self._guard(lambda: plot_learning_curves(
                     {label: self._history}, path, metric=result.metric,
                     baseline=result.baseline, title=result.title), path)
+            if self.plot and result is not None and any(r["kind"] == "flow"
+                                                        for r in self._history):
+                path = os.path.join(self.folder, FLOW_FILE)
+                self._guard(lambda: gradient_flow_figure(
+                    self._history, title=result.title).savefig(path, dpi=110), path)
         finally:
             self._release()
 
