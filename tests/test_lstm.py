@@ -452,17 +452,17 @@ def check_chunked_products(kind, monkeypatch, data, hidden, outputs, bias):
     _, dy = losses.mse.value_and_grad(y, targets, mask)
     d_hidden = [_dev(rng.standard_normal((5, 2, H))) for H in model.spec.hidden]
 
-    def run():
+    def bptt():
         grads, d_state = model.backward(p, dy, cache, d_hidden=d_hidden)
         flat = [backend.to_host(a) for pair in d_state
                 for a in (pair if isinstance(pair, tuple) else (pair,))]
         return ({k: backend.to_host(v) for k, v in grads.items()}, flat,
                 [backend.to_host(h) for h in model.hidden_gradients(p, dy, cache)])
 
-    want = run()
+    want = bptt()
     for columns in (2, 4):  # B = 2: chunks of 1 step, and of 2, 2, 1 steps
         monkeypatch.setattr(ChunkedProducts, "columns_per_gemm", columns)
-        got = run()
+        got = bptt()
         for k in want[0]:
             np.testing.assert_allclose(got[0][k], want[0][k], rtol=SAME_RTOL,
                                        atol=SAME_RTOL * np.abs(want[0][k]).max(), err_msg=k)
