@@ -138,10 +138,12 @@ def main(argv=None) -> int:
                     help="the same with the rnnlab of git revision REV (exported by git archive)")
     ap.add_argument("--baseline-models", nargs="+", default=["lstm", "gru"], metavar="NAME",
                     help="models timed in the baseline tree too (default lstm gru)")
-    ap.add_argument("--malloc-env", action="store_true",
-                    help="run every worker with "
+    ap.add_argument("--malloc-env", choices=("off", "on", "both"), default="off",
+                    help="on: run every worker with "
                          + " ".join(f"{k}={v}" for k, v in MALLOC_ENV.items())
-                         + " (glibc: no first-touch page faults from trimmed heap memory)")
+                         + " (glibc: no first-touch page faults from trimmed heap memory); "
+                           "both: also time each rnnlab model in a second worker with them, "
+                           "paired (a 'with / without' table)")
     ap.add_argument("--json", metavar="PATH", help="also write the raw per-step times here")
     args = ap.parse_args(argv)
 
@@ -183,9 +185,11 @@ def main(argv=None) -> int:
               + (f" (git revision {args.baseline})" if args.baseline else "")
               + f", models {' '.join(m for m in args.baseline_models if m in models)}")
 
-    extra_env = MALLOC_ENV if args.malloc_env else None
+    extra_env = MALLOC_ENV if args.malloc_env == "on" else None
     if extra_env:
         print(f"- every worker runs with {extra_env}")
+    if args.malloc_env == "both":
+        print(f"- each rnnlab model also runs in a worker with {MALLOC_ENV} ('+malloc')")
     workers = {m: CellWorker(m, "rnnlab", threads, m, extra_env=extra_env) for m in models}
     torch_models = [m for m in models if m in TORCH_PAIRS] if use_torch else []
     base_models = [m for m in args.baseline_models if m in models] if baseline_tree else []
@@ -196,6 +200,10 @@ def main(argv=None) -> int:
         for m in base_models:
             workers[f"{m}@base"] = CellWorker(f"{m}@base", "rnnlab", threads, m,
                                               tree=baseline_tree, extra_env=extra_env)
+        malloc_models = models if args.malloc_env == "both" else []
+        for m in malloc_models:
+            workers[f"{m}+malloc"] = CellWorker(f"{m}+malloc", "rnnlab", threads, m,
+                                                extra_env=MALLOC_ENV)
         infos = {k: w.ask(op="info") for k, w in workers.items()}
         ri = infos["elman"]
         print(f"- Python {ri['python']}, NumPy {ri['numpy']}"
@@ -277,6 +285,18 @@ def main(argv=None) -> int:
                              fmt_ratio(ratios(name, m, f"{m}@base"))])
         print_table(["model", "config", "new ms", "old ms", "new / old: median [min..max]"],
                     rows)
+
+    if malloc_models:
+        print("## The same models without first-touch page faults (glibc thresholds raised), "
+              "paired ((+malloc) / default)\n")
+        rows = []
+        for m in malloc_models:
+            for name in configs:
+                rows.append([m, name, fmt_ms(statistics.median(rep_medians(name, m))),
+                             fmt_ms(statistics.median(rep_medians(name, f"{m}+malloc"))),
+                             fmt_ratio(ratios(name, f"{m}+malloc", m))])
+        print_table(["model", "config", "default ms", "+malloc ms",
+                     "+malloc / default: median [min..max]"], rows)
 
     print(f"other load = CPU time that other processes (and hypervisor steal) took during a rep, "
           f"as a share of the machine; reps above {args.quiet:.0%} were repeated.\n")

@@ -142,6 +142,31 @@ def readout_backward(spec, params: dict, dy, top, T: int, B: int):
     return grads, d_from_above, d_last
 
 
+def readout(spec, params: dict, top, T: int, B: int):
+    """y = W_out h_t + b_out of a stacked model from its top layer's hidden states
+    ``top : (T + 1, B, H_d)``: (B, n_out) for outputs "last", else (T, B, n_out)."""
+    if spec.outputs == "last":
+        y = top[T] @ params["out.W"].T
+    else:
+        y = (top[1:].reshape(T * B, -1) @ params["out.W"].T).reshape(T, B, spec.n_out)
+    if spec.bias:
+        y += params["out.b"]
+    return y
+
+
+def readout_rop(spec, params: dict, v: dict, top, r_top, T: int, B: int):
+    """R y of the output layer along ``v``: W_out R h_t + V_out h_t (+ v_b), from the top
+    layer's ``top`` and ``r_top``, both (T + 1, B, H_d); shaped like :func:`readout`'s y."""
+    if spec.outputs == "last":
+        r_y = top[T] @ v["out.W"].T + r_top[T] @ params["out.W"].T
+    else:
+        r_y = ((top[1:].reshape(T * B, -1) @ v["out.W"].T
+                + r_top[1:].reshape(T * B, -1) @ params["out.W"].T).reshape(T, B, spec.n_out))
+    if spec.bias:
+        r_y += v["out.b"]
+    return r_y
+
+
 def make_model(kind: str, n_in: int, n_out: int, outputs: str = "last", *, seed: int = 0,
                dtype=None, **options) -> RecurrentModel:
     """A freshly initialised model of registry name ``kind``.

@@ -70,7 +70,7 @@ from .. import backend, validate
 from ..errors import ConfigError
 from ..options import Option
 from . import init as inits
-from .base import check_d_hidden, readout_backward
+from .base import check_d_hidden, readout, readout_backward, readout_rop
 from .elman import _check_hidden, _parse_hidden
 from .gru import GRU
 from .lstm import LSTM, LSTM_INITS, LSTMSpec, _sigmoid_
@@ -254,16 +254,6 @@ class JANET:
         return (f"JANET(n_in={s.n_in}, hidden={list(s.hidden)}, n_out={s.n_out}, "
                 f"beta={s.beta}, bias={s.bias}, outputs={s.outputs!r})")
 
-    def _readout(self, params, top, T, B):
-        s = self.spec
-        if s.outputs == "last":
-            y = top[T] @ params["out.W"].T
-        else:
-            y = (top[1:].reshape(T * B, -1) @ params["out.W"].T).reshape(T, B, s.n_out)
-        if s.bias:
-            y += params["out.b"]
-        return y
-
     # ------------------------------------------------------------------ forward
     def forward(self, params: dict, x, state=None):
         """Run the network over a sequence.
@@ -308,7 +298,7 @@ class JANET:
                 janet_step(z, h[t], u[t], h[t + 1], s.beta)
             hs.append(h), gs.append(gates), us.append(u)
             below = h[1:]
-        return self._readout(params, hs[-1], T, B), JANETCache(x=x, h=hs, gates=gs, u=us)
+        return readout(self.spec, params, hs[-1], T, B), JANETCache(x=x, h=hs, gates=gs, u=us)
 
     # ------------------------------------------------------------------ backward
     def backward(self, params: dict, dy, cache: JANETCache, d_final_state=None,
@@ -429,13 +419,7 @@ class JANET:
             r_hs.append(r_h)
             r_below = r_h[1:]
         top, r_top = cache.h[-1], r_hs[-1]
-        if s.outputs == "last":
-            r_y = top[T] @ v["out.W"].T + r_top[T] @ params["out.W"].T
-        else:
-            r_y = ((top[1:].reshape(T * B, -1) @ v["out.W"].T
-                    + r_top[1:].reshape(T * B, -1) @ params["out.W"].T).reshape(T, B, s.n_out))
-        if s.bias:
-            r_y += v["out.b"]
+        r_y = readout_rop(s, params, v, top, r_top, T, B)
         return r_y, r_hs
 
     # ------------------------------------------------------------------ structural damping

@@ -89,7 +89,7 @@ from .. import backend, validate
 from ..errors import ConfigError
 from ..options import Option
 from . import init as inits
-from .base import StackedSpec, check_d_hidden, readout_backward
+from .base import StackedSpec, check_d_hidden, readout, readout_backward, readout_rop
 from .elman import _check_hidden, _parse_hidden
 from .lstm import LSTM, LSTMCache, _sigmoid_, lstm_step, lstm_step_backward, lstm_step_rop
 
@@ -425,12 +425,7 @@ class MLSTM:
             mxs.append(mx), mhs.append(mh), ms.append(m)
             below = h[1:]
         top = hs[-1]
-        if s.outputs == "last":
-            y = top[T] @ params["out.W"].T
-        else:
-            y = (top[1:].reshape(T * B, -1) @ params["out.W"].T).reshape(T, B, s.n_out)
-        if s.bias:
-            y += params["out.b"]
+        y = readout(s, params, top, T, B)
         return y, MLSTMCache(x=x, h=hs, c=cs, gates=gs, tanh_c=tcs, mx=mxs, mh=mhs, m=ms)
 
     # ------------------------------------------------------------------ backward
@@ -591,11 +586,5 @@ class MLSTM:
             r_hs.append(r_h)
             r_below = r_h[1:]
         top, r_top = cache.h[-1], r_hs[-1]
-        if s.outputs == "last":
-            r_y = top[T] @ v["out.W"].T + r_top[T] @ params["out.W"].T
-        else:
-            r_y = ((top[1:].reshape(T * B, -1) @ v["out.W"].T
-                    + r_top[1:].reshape(T * B, -1) @ params["out.W"].T).reshape(T, B, s.n_out))
-        if s.bias:
-            r_y += v["out.b"]
+        r_y = readout_rop(s, params, v, top, r_top, T, B)
         return r_y, r_hs

@@ -72,7 +72,7 @@ import math
 from .. import backend, validate
 from ..errors import ConfigError
 from ..options import Option
-from .base import StackedSpec, check_d_hidden, readout_backward
+from .base import StackedSpec, check_d_hidden, readout, readout_backward, readout_rop
 from .elman import _check_hidden, _parse_hidden
 
 HEAD_SUMS = ("mean", "sum")
@@ -519,12 +519,7 @@ class NRU:
             hs.append(h), ms.append(m), gs.append(g), ns.append(norms)
             below = h[1:]
         top = hs[-1]
-        if s.outputs == "last":
-            y = top[T] @ params["out.W"].T
-        else:
-            y = (top[1:].reshape(T * B, -1) @ params["out.W"].T).reshape(T, B, s.n_out)
-        if s.bias:
-            y += params["out.b"]
+        y = readout(s, params, top, T, B)
         return y, NRUCache(x=x, h=hs, m=ms, heads=gs, norms=ns)
 
     def memory(self, cache: NRUCache) -> list:
@@ -687,13 +682,7 @@ class NRU:
             r_hs.append(r_h), r_ms.append(r_m)
             r_below = r_h[1:]
         top, r_top = cache.h[-1], r_hs[-1]
-        if s.outputs == "last":
-            r_y = top[T] @ v["out.W"].T + r_top[T] @ params["out.W"].T
-        else:
-            r_y = ((top[1:].reshape(T * B, -1) @ v["out.W"].T
-                    + r_top[1:].reshape(T * B, -1) @ params["out.W"].T).reshape(T, B, s.n_out))
-        if s.bias:
-            r_y += v["out.b"]
+        r_y = readout_rop(s, params, v, top, r_top, T, B)
         return r_y, r_hs, r_ms
 
     # ------------------------------------------------------------------ structural damping
