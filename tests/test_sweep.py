@@ -240,10 +240,13 @@ def test_failed_cells_rerun_only_when_asked(tmp_path):
 def _spawn_sweep(spec, out, cwd):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+    # Ctrl-C as from a terminal: a shell that starts the tests in the background (`cmd &`,
+    # nohup) has them ignore SIGINT, which a child would inherit and keep
     return subprocess.Popen([sys.executable, "-m", "rnnlab", "sweep", spec, "--out", out,
                              "--workers", "1", "--no-progress"], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_done(out, n, proc, timeout=120):
